@@ -1,0 +1,13 @@
+//! `mert-core`: the one MERT definition (Burn, backend-free: everything takes a runtime
+//! `&Device`), its checkpoint loaders, and the audio front end. No CLI, no printing.
+
+pub mod audio;
+pub mod embed;
+pub mod error;
+pub mod load;
+pub mod model;
+
+pub use burn;
+pub use error::{MertError, Result};
+pub use load::{Checkpoint, load_path};
+pub use model::{Mert, MertConfig, MertOutput};

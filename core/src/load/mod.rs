@@ -1,0 +1,243 @@
+//! Loading weights: Hugging Face folders (`config.json` + `model.safetensors` or
+//! `pytorch_model.bin`) and the kit's own model file. Every path ends in a [`Checkpoint`]:
+//! a validated config plus tensors under the reference names, which builds a [`crate::Mert`].
+
+pub mod keys;
+pub mod kit;
+pub mod tensors;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{MertError, Result};
+use crate::model::MertConfig;
+use crate::model::pos_conv::fold_weight_norm;
+pub use tensors::{HostTensor, TensorMap};
+
+/// A validated config and its tensors, named as the reference names them.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub config: MertConfig,
+    pub tensors: TensorMap,
+    /// Licence of the weights, when the source states one.
+    pub license: Option<String>,
+    /// Where the weights came from (a path, or the kit file's own `mert.source`).
+    pub source: String,
+    /// Training-only tensors present in the source and not loaded.
+    pub skipped: Vec<String>,
+}
+
+impl Checkpoint {
+    /// Normalise raw reference-named tensors: fold the positional conv's weight norm, set
+    /// training-only keys aside, and check every key and shape against the config.
+    pub fn from_reference(config: MertConfig, mut tensors: TensorMap) -> Result<Self> {
+        config.validate()?;
+        fold_pos_conv(&mut tensors)?;
+        let mut skipped: Vec<String> = tensors
+            .tensors
+            .keys()
+            .filter(|k| keys::is_training_only(k))
+            .cloned()
+            .collect();
+        for k in &skipped {
+            log::debug!("{}: skipping training-only tensor `{k}`", tensors.source);
+            tensors.remove(k);
+        }
+        skipped.sort();
+        check_against_config(&config, &tensors)?;
+        let source = tensors.source.clone();
+        Ok(Self {
+            config,
+            tensors,
+            license: None,
+            source,
+            skipped,
+        })
+    }
+}
+
+/// Replace `weight_g`/`weight_v` (either spelling) of the positional conv by the folded weight.
+fn fold_pos_conv(tensors: &mut TensorMap) -> Result<()> {
+    for (g_key, v_key) in keys::POS_CONV_WEIGHT_NORM {
+        let (g, v) = (tensors.remove(g_key), tensors.remove(v_key));
+        match (g, v) {
+            (None, None) => continue,
+            (Some(g), Some(v)) => {
+                let w = fold_weight_norm(&v.data, &v.shape, &g.data, &g.shape).ok_or_else(|| {
+                    MertError::tensor(
+                        &tensors.source,
+                        g_key,
+                        format!(
+                            "weight-norm gain of shape {:?} does not fit direction {v_key} of shape {:?}",
+                            g.shape, v.shape
+                        ),
+                    )
+                })?;
+                if tensors.get(keys::POS_CONV_WEIGHT).is_some() {
+                    return Err(MertError::tensor(
+                        &tensors.source,
+                        keys::POS_CONV_WEIGHT,
+                        "given both folded and weight-normalised; expected one of them",
+                    ));
+                }
+                tensors.insert(keys::POS_CONV_WEIGHT, HostTensor::new(v.shape, w));
+            }
+            (Some(_), None) => {
+                return Err(MertError::tensor(
+                    &tensors.source,
+                    v_key,
+                    "missing (its weight-norm gain is present)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(MertError::tensor(
+                    &tensors.source,
+                    g_key,
+                    "missing (its weight-norm direction is present)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every expected key present with its shape, and nothing else.
+fn check_against_config(config: &MertConfig, tensors: &TensorMap) -> Result<()> {
+    let expected = keys::expected_tensors(config);
+    for (key, shape) in &expected {
+        match tensors.get(key) {
+            None => {
+                return Err(MertError::tensor(
+                    &tensors.source,
+                    key,
+                    format!("missing; expected shape {shape:?}"),
+                ));
+            }
+            Some(t) if &t.shape != shape => {
+                return Err(MertError::tensor(
+                    &tensors.source,
+                    key,
+                    format!("expected shape {shape:?}, found {:?}", t.shape),
+                ));
+            }
+            Some(t) if t.data.len() != shape.iter().product::<usize>() => {
+                return Err(MertError::tensor(
+                    &tensors.source,
+                    key,
+                    "data length does not match its shape",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if expected.len() != tensors.tensors.len() {
+        let known: std::collections::HashSet<&str> =
+            expected.iter().map(|(k, _)| k.as_str()).collect();
+        if let Some(extra) = tensors.tensors.keys().find(|k| !known.contains(k.as_str())) {
+            return Err(MertError::tensor(
+                &tensors.source,
+                extra,
+                "unexpected: not part of a MERT model with this config",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Load a model from a path: a Hugging Face folder, a weights file inside one, or the kit's
+/// own `.safetensors` model file.
+pub fn load_path(path: &Path) -> Result<Checkpoint> {
+    if path.is_dir() {
+        return load_hf_folder(path, None);
+    }
+    if !path.exists() {
+        return Err(MertError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+        ));
+    }
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match ext {
+        "safetensors" => {
+            let bytes = std::fs::read(path).map_err(|e| MertError::io(path, e))?;
+            let (tensors, metadata) =
+                tensors::read_safetensors(&bytes, &path.display().to_string())?;
+            if metadata.contains_key(kit::META_CONFIG) {
+                kit::from_parts(tensors, &metadata, path)
+            } else {
+                let folder = path.parent().unwrap_or(Path::new("."));
+                if folder.join("config.json").is_file() {
+                    load_hf_folder(folder, Some(path.to_path_buf()))
+                } else {
+                    Err(MertError::format(
+                        path,
+                        "has no `mert.config` metadata (not a kit model file) and no config.json beside it; pass the Hugging Face folder or a file written by `mert convert`",
+                    ))
+                }
+            }
+        }
+        "bin" | "pt" | "pth" => {
+            let folder = path.parent().unwrap_or(Path::new("."));
+            if folder.join("config.json").is_file() {
+                load_hf_folder(folder, Some(path.to_path_buf()))
+            } else {
+                Err(MertError::format(
+                    path,
+                    "a PyTorch weights file needs the config.json of its Hugging Face folder beside it",
+                ))
+            }
+        }
+        _ => Err(MertError::format(
+            path,
+            "unknown model file type; expected a Hugging Face folder, a .safetensors file or a pytorch_model.bin",
+        )),
+    }
+}
+
+/// A Hugging Face folder: `config.json` plus `model.safetensors` (preferred) or
+/// `pytorch_model.bin`, or the explicitly given weights file.
+fn load_hf_folder(folder: &Path, weights: Option<PathBuf>) -> Result<Checkpoint> {
+    let config_path = folder.join("config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(|e| MertError::io(&config_path, e))?;
+    let config = MertConfig::from_json(&text).map_err(|e| match e {
+        MertError::Config { field, message } => {
+            MertError::format(&config_path, format!("field `{field}`: {message}"))
+        }
+        other => other,
+    })?;
+    let weights = match weights {
+        Some(w) => w,
+        None => ["model.safetensors", "pytorch_model.bin"]
+            .iter()
+            .map(|name| folder.join(name))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                MertError::format(
+                    folder,
+                    "holds neither model.safetensors nor pytorch_model.bin",
+                )
+            })?,
+    };
+    let tensors = if weights.extension().is_some_and(|e| e == "safetensors") {
+        let bytes = std::fs::read(&weights).map_err(|e| MertError::io(&weights, e))?;
+        tensors::read_safetensors(&bytes, &weights.display().to_string())?.0
+    } else {
+        tensors::read_pytorch(&weights)?
+    };
+    let mut checkpoint = Checkpoint::from_reference(config, tensors)?;
+    checkpoint.license = model_card_license(folder);
+    checkpoint.source = weights.display().to_string();
+    Ok(checkpoint)
+}
+
+/// The `license:` line of a Hugging Face model card's front matter (README.md), if any.
+fn model_card_license(folder: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(folder.join("README.md")).ok()?;
+    let front = text.strip_prefix("---")?.split("\n---").next()?;
+    front.lines().find_map(|line| {
+        line.trim()
+            .strip_prefix("license:")
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .filter(|v| !v.is_empty())
+    })
+}

@@ -1,0 +1,162 @@
+//! Host-side tensors read from checkpoint files, before they become model parameters.
+//! Every reader converts to f32 and keeps the source's name for error messages.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{MertError, Result};
+
+/// A dense f32 tensor in row-major order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        Self { shape, data }
+    }
+}
+
+/// Named tensors from one source (a file), ordered by name.
+#[derive(Debug, Clone, Default)]
+pub struct TensorMap {
+    /// File or folder the tensors came from, for error messages.
+    pub source: String,
+    pub tensors: BTreeMap<String, HostTensor>,
+}
+
+impl TensorMap {
+    pub fn new(source: impl Into<String>) -> Self {
+        Self {
+            source: source.into(),
+            tensors: BTreeMap::new(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&HostTensor> {
+        self.tensors.get(key)
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<HostTensor> {
+        self.tensors.remove(key)
+    }
+
+    pub fn insert(&mut self, key: impl Into<String>, tensor: HostTensor) {
+        self.tensors.insert(key.into(), tensor);
+    }
+}
+
+/// Decode little-endian bytes of a float dtype to f32; `None` for other dtypes.
+fn floats_from_le(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// Parse a safetensors buffer: its float tensors and its `__metadata__`.
+///
+/// The header is validated by the `safetensors` crate (length bounded by the buffer, offsets
+/// contiguous and in range) before any tensor is touched.
+pub fn read_safetensors(
+    bytes: &[u8],
+    source: &str,
+) -> Result<(TensorMap, HashMap<String, String>)> {
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| MertError::format(source, format!("not a valid safetensors file: {e}")))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| MertError::format(source, format!("not a valid safetensors file: {e}")))?;
+    let mut map = TensorMap::new(source);
+    for (name, view) in st.tensors() {
+        let data = floats_from_le(view.dtype(), view.data()).ok_or_else(|| {
+            MertError::tensor(
+                source,
+                &name,
+                format!(
+                    "dtype {:?} is not a float type (expected F32, F16, BF16 or F64)",
+                    view.dtype()
+                ),
+            )
+        })?;
+        map.insert(name, HostTensor::new(view.shape().to_vec(), data));
+    }
+    Ok((map, metadata))
+}
+
+/// Python callables a PyTorch state-dict pickle may reference: the tensor rebuilders and the
+/// containers; everything else is refused before any tensor is read.
+const PICKLE_ALLOWED: &[&str] = &["torch.Tensor", "torch.TypedStorage", "torch.UntypedStorage"];
+
+/// Read a `pytorch_model.bin` (torch zip or legacy format) without executing it.
+///
+/// The pickle is parsed by `pytorch-reader`, a stack machine that only rebuilds tensors and
+/// plain containers; any other callable in the pickle (`os.system`, `builtins.eval`, a custom
+/// class) makes the whole file an error naming that callable.
+pub fn read_pytorch(path: &Path) -> Result<TensorMap> {
+    let source = path.display().to_string();
+    let value = pytorch_reader::PytorchReader::read_pickle_data(path, None)
+        .map_err(|e| MertError::format(path, format!("not a readable PyTorch checkpoint: {e}")))?;
+    if let Some(callable) = first_disallowed(&value) {
+        return Err(MertError::UnsafePickle {
+            path: path.to_path_buf(),
+            callable,
+        });
+    }
+    let reader = pytorch_reader::PytorchReader::new(path)
+        .map_err(|e| MertError::format(path, format!("not a readable PyTorch checkpoint: {e}")))?;
+    let mut map = TensorMap::new(source.clone());
+    for (name, tensor) in reader.into_tensors() {
+        use pytorch_reader::DType as P;
+        let dtype = match tensor.dtype() {
+            P::F32 => Dtype::F32,
+            P::F16 => Dtype::F16,
+            P::BF16 => Dtype::BF16,
+            P::F64 => Dtype::F64,
+            other => {
+                return Err(MertError::tensor(
+                    &source,
+                    &name,
+                    format!("dtype {other:?} is not a float type (expected F32, F16, BF16 or F64)"),
+                ));
+            }
+        };
+        let bytes = tensor
+            .read()
+            .map_err(|e| MertError::tensor(&source, &name, format!("cannot read data: {e}")))?;
+        // pytorch-reader hands out native-endian bytes; every supported target is little-endian.
+        let data = floats_from_le(dtype, &bytes).unwrap_or_default();
+        map.insert(name, HostTensor::new(tensor.shape().to_vec(), data));
+    }
+    Ok(map)
+}
+
+/// The first value in the pickle tree that is neither plain data nor a tensor.
+fn first_disallowed(value: &pytorch_reader::PickleValue) -> Option<String> {
+    use pytorch_reader::PickleValue as V;
+    match value {
+        V::Unsupported(name) if !PICKLE_ALLOWED.contains(&name.as_str()) => Some(name.clone()),
+        V::List(items) => items.iter().find_map(first_disallowed),
+        V::Dict(entries) => entries.values().find_map(first_disallowed),
+        _ => None,
+    }
+}

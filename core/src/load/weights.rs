@@ -1,0 +1,94 @@
+//! Put a [`Checkpoint`]'s tensors into a [`Mert`] module: walk the module's parameters with
+//! their paths, look each up under its reference key, and move it to the device.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::Checkpoint;
+use super::keys::reference_key;
+use crate::error::{MertError, Result};
+use crate::model::Mert;
+
+struct Loader<'a> {
+    checkpoint: &'a Checkpoint,
+    device: Device,
+    path: Vec<String>,
+    loaded: usize,
+    error: Option<MertError>,
+}
+
+impl ModuleMapper for Loader<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.error.is_some() {
+            return param;
+        }
+        let key = reference_key(&self.path.join("."));
+        let source = &self.checkpoint.tensors.source;
+        let Some(host) = self.checkpoint.tensors.get(&key) else {
+            self.error = Some(MertError::tensor(source, &key, "missing"));
+            return param;
+        };
+        let expected: Vec<usize> = param.lazy_shape().iter().copied().collect();
+        // burn's Linear keeps its weight as [in, out]; the reference stores [out, in].
+        let transpose = D == 2;
+        let mut found = host.shape.clone();
+        if transpose {
+            found.reverse();
+        }
+        if found != expected || host.shape.len() != D {
+            self.error = Some(MertError::tensor(
+                source,
+                &key,
+                format!(
+                    "expected shape {expected:?} (burn layout), found {:?}",
+                    host.shape
+                ),
+            ));
+            return param;
+        }
+        let data = TensorData::new(host.data.clone(), host.shape.clone());
+        let mut tensor = Tensor::<D>::from_data(data, &self.device);
+        if transpose {
+            tensor = tensor.transpose();
+        }
+        self.loaded += 1;
+        Param::initialized(param.id, tensor)
+    }
+}
+
+impl Checkpoint {
+    /// Build the model on `device` with this checkpoint's weights.
+    pub fn build(&self, device: &Device) -> Result<Mert> {
+        let model = Mert::init(&self.config, device);
+        let mut loader = Loader {
+            checkpoint: self,
+            device: device.clone(),
+            path: Vec::new(),
+            loaded: 0,
+            error: None,
+        };
+        let model = model.map(&mut loader);
+        if let Some(e) = loader.error {
+            return Err(e);
+        }
+        // Every checkpoint tensor has been checked against the config, so equal counts mean
+        // every tensor went into exactly one parameter.
+        if loader.loaded != self.tensors.tensors.len() {
+            return Err(MertError::Invalid(format!(
+                "{}: loaded {} of {} tensors into the model",
+                self.tensors.source,
+                loader.loaded,
+                self.tensors.tensors.len()
+            )));
+        }
+        Ok(model)
+    }
+}

@@ -1,0 +1,57 @@
+//! Multi-head self-attention, as `HubertAttention` (eager): biased q/k/v/out projections,
+//! `softmax(q k^T / sqrt(d) + mask) v`. Uses burn's fused attention op, which scales the scores
+//! by `1/sqrt(head_dim)` (the reference scales `q` first: equal up to rounding).
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Tensor};
+
+use super::config::MertConfig;
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub out_proj: Linear,
+    pub num_heads: usize,
+}
+
+impl Attention {
+    pub fn init(config: &MertConfig, device: &Device) -> Self {
+        let d = config.hidden_size;
+        let linear = || LinearConfig::new(d, d).init(device);
+        Self {
+            q_proj: linear(),
+            k_proj: linear(),
+            v_proj: linear(),
+            out_proj: linear(),
+            num_heads: config.num_attention_heads,
+        }
+    }
+
+    /// `x`: `[batch, frames, hidden]`; `key_mask`: `[batch, frames]`, true where a frame is
+    /// padding and must not be attended to.
+    pub fn forward(&self, x: Tensor<3>, key_mask: Option<&Tensor<2, Bool>>) -> Tensor<3> {
+        let [batch, frames, hidden] = x.dims();
+        let heads = self.num_heads;
+        let head_dim = hidden / heads;
+        // [batch, frames, hidden] -> [batch, heads, frames, head_dim]
+        let split = |t: Tensor<3>| t.reshape([batch, frames, heads, head_dim]).swap_dims(1, 2);
+        let q = split(self.q_proj.forward(x.clone()));
+        let k = split(self.k_proj.forward(x.clone()));
+        let v = split(self.v_proj.forward(x));
+        // [batch, 1, 1, frames] broadcast over heads and queries -> [batch, heads, frames, frames]
+        let mask = key_mask.map(|m| {
+            m.clone()
+                .reshape([batch, 1, 1, frames])
+                .expand([batch, heads, frames, frames])
+        });
+        let out = attention(q, k, v, mask, None, AttentionModuleOptions::default());
+        // [batch, heads, frames, head_dim] -> [batch, frames, hidden]
+        let out = out.swap_dims(1, 2).reshape([batch, frames, hidden]);
+        self.out_proj.forward(out)
+    }
+}

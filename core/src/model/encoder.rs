@@ -1,0 +1,66 @@
+//! The transformer encoder: positional conv, layers, and the encoder LayerNorm, with the
+//! reference's hidden-state conventions. Mirrors `HubertEncoder` (post-LN) and
+//! `HubertEncoderStableLayerNorm` (pre-LN).
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::tensor::{Bool, Device, Tensor};
+
+use super::config::MertConfig;
+use super::layer::EncoderLayer;
+use super::pos_conv::PositionalConvEmbedding;
+
+#[derive(Module, Debug)]
+pub struct Encoder {
+    pub pos_conv_embed: PositionalConvEmbedding,
+    pub layer_norm: LayerNorm,
+    pub layers: Vec<EncoderLayer>,
+    pub pre_ln: bool,
+}
+
+impl Encoder {
+    pub fn init(config: &MertConfig, device: &Device) -> Self {
+        Self {
+            pos_conv_embed: PositionalConvEmbedding::init(config, device),
+            layer_norm: LayerNormConfig::new(config.hidden_size)
+                .with_epsilon(config.layer_norm_eps)
+                .init(device),
+            layers: (0..config.num_hidden_layers)
+                .map(|_| EncoderLayer::init(config, device))
+                .collect(),
+            pre_ln: config.do_stable_layer_norm,
+        }
+    }
+
+    /// Returns the `layers + 1` hidden states, each `[batch, frames, hidden]`:
+    /// - post-LN: `[0]` = `LN(h + posconv(h))`, `[i]` = output of layer `i`;
+    /// - pre-LN: `[0]` = `h + posconv(h)` (not normalised), `[i < L]` = the raw residual stream
+    ///   after layer `i`, `[L]` = `LN(output of layer L)`. Downstream probes use these as is.
+    ///
+    /// `pad_mask` (`[batch, frames]`, true = padding) zeroes padded frames before the positional
+    /// conv and hides them as attention keys, as the reference does for padded batches.
+    pub fn forward(&self, h: Tensor<3>, pad_mask: Option<&Tensor<2, Bool>>) -> Vec<Tensor<3>> {
+        let h = match pad_mask {
+            Some(mask) => {
+                let [b, t] = mask.dims();
+                let d = h.dims()[2];
+                h.mask_fill(mask.clone().reshape([b, t, 1]).expand([b, t, d]), 0.0)
+            }
+            None => h,
+        };
+        let mut h = h.clone() + self.pos_conv_embed.forward(h);
+        if !self.pre_ln {
+            h = self.layer_norm.forward(h);
+        }
+        let mut states = Vec::with_capacity(self.layers.len() + 1);
+        for layer in &self.layers {
+            states.push(h.clone());
+            h = layer.forward(h, pad_mask);
+        }
+        if self.pre_ln {
+            h = self.layer_norm.forward(h);
+        }
+        states.push(h);
+        states
+    }
+}

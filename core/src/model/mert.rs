@@ -1,0 +1,99 @@
+//! `Mert`: the whole encoder, raw audio in, every hidden state out. Mirrors `HubertModel`
+//! (and so MERT's `MERTModel`, which adds nothing used by the released checkpoints).
+
+use burn::module::Module;
+use burn::tensor::{Bool, Device, Int, Tensor};
+
+use super::config::MertConfig;
+use super::encoder::Encoder;
+use super::feature_encoder::{FeatureEncoder, FeatureProjection};
+
+/// What one forward pass gives.
+#[derive(Debug, Clone)]
+pub struct MertOutput {
+    /// `layers + 1` tensors, each `[batch, frames, hidden]` (the reference `hidden_states`).
+    pub hidden_states: Vec<Tensor<3>>,
+    /// Conv encoder output `[batch, frames, conv_channels]` (the reference `extract_features`).
+    pub extract_features: Tensor<3>,
+}
+
+impl MertOutput {
+    /// The final hidden state (the reference `last_hidden_state`).
+    pub fn last_hidden_state(&self) -> Option<&Tensor<3>> {
+        self.hidden_states.last()
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Mert {
+    pub feature_extractor: FeatureEncoder,
+    pub feature_projection: FeatureProjection,
+    pub encoder: Encoder,
+}
+
+impl Mert {
+    /// Build a randomly initialised model of this shape (weights come from a loader).
+    pub fn init(config: &MertConfig, device: &Device) -> Self {
+        Self {
+            feature_extractor: FeatureEncoder::init(config, device),
+            feature_projection: FeatureProjection::init(config, device),
+            encoder: Encoder::init(config, device),
+        }
+    }
+
+    /// `audio`: `[batch, samples]` at the model's rate, already normalised if the caller wants
+    /// the reference preprocessing. All rows must be at least one frame (400 samples) long.
+    pub fn forward(&self, audio: Tensor<2>) -> MertOutput {
+        self.forward_masked(audio, None)
+    }
+
+    /// As [`Mert::forward`], for a padded batch: `lengths[b]` is the number of real samples of
+    /// row `b`. Frames past each row's conv length are zeroed and masked as attention keys, as
+    /// the reference does with an `attention_mask`. Padding still enters the layer-0 GroupNorm
+    /// statistics (as in the reference), so a padded row differs slightly from running it alone.
+    pub fn forward_masked(&self, audio: Tensor<2>, lengths: Option<&[usize]>) -> MertOutput {
+        let device = audio.device();
+        // [batch, channels, frames] -> [batch, frames, channels]
+        let extract_features = self.feature_extractor.forward(audio).swap_dims(1, 2);
+        let [batch, frames, _] = extract_features.dims();
+        let pad_mask = lengths.map(|lengths| self.frame_pad_mask(lengths, batch, frames, &device));
+        let h = self.feature_projection.forward(extract_features.clone());
+        let hidden_states = self.encoder.forward(h, pad_mask.as_ref());
+        MertOutput {
+            hidden_states,
+            extract_features,
+        }
+    }
+
+    /// `[batch, frames]` mask, true at frames beyond each row's valid conv output length.
+    fn frame_pad_mask(
+        &self,
+        lengths: &[usize],
+        batch: usize,
+        frames: usize,
+        device: &Device,
+    ) -> Tensor<2, Bool> {
+        let valid: Vec<i64> = (0..batch)
+            .map(|b| {
+                let len = lengths.get(b).copied().unwrap_or(usize::MAX);
+                self.frames_for(len).min(frames) as i64
+            })
+            .collect();
+        let valid = Tensor::<1, Int>::from_data(valid.as_slice(), device).reshape([batch, 1]);
+        let index = Tensor::<1, Int>::arange(0..frames as i64, device).reshape([1, frames]);
+        index.greater_equal(valid)
+    }
+
+    /// Conv output length for `samples` input samples, read off the model's own convs.
+    pub fn frames_for(&self, samples: usize) -> usize {
+        let mut len = samples;
+        for layer in &self.feature_extractor.conv_layers {
+            let (k, s) = (layer.conv.kernel_size, layer.conv.stride);
+            if len < k {
+                return 0;
+            }
+            len = (len - k) / s + 1;
+        }
+        len
+    }
+}

@@ -1,0 +1,13 @@
+//! The MERT encoder as Burn modules. Pure: tensors in, tensors out; the backend is the
+//! caller's `Device`. Struct fields follow the reference state-dict paths.
+
+pub mod attention;
+pub mod config;
+pub mod encoder;
+pub mod feature_encoder;
+pub mod layer;
+pub mod mert;
+pub mod pos_conv;
+
+pub use config::{FeatExtractNorm, MertConfig};
+pub use mert::{Mert, MertOutput};

@@ -1,0 +1,333 @@
+//! End-to-end tests of the `mert` binary: embeddings equal to the reference through the whole
+//! CLI path (WAV decode, normalisation, model, .npy), conversion, backends, and clean errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use mert_core::load::tensors::{HostTensor, read_safetensors};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+fn mert(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mert"))
+        .args(args)
+        .output()
+        .expect("run mert")
+}
+
+fn ok(args: &[&str]) {
+    let out = mert(args);
+    assert!(
+        out.status.success(),
+        "mert {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Exit code 1 and one line on stderr containing every `needles` entry.
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = mert(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "mert {args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "mert {args:?}: `{n}` not in: {err}");
+    }
+}
+
+/// Read a float32 C-order .npy.
+fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
+    let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
+    let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
+    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"));
+    let shape_txt = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let shape: Vec<usize> = shape_txt
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let data = b[10 + hlen..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (shape, data)
+}
+
+fn reference(dir: &Path) -> mert_core::load::TensorMap {
+    let p = dir.join("reference.safetensors");
+    read_safetensors(&std::fs::read(&p).unwrap(), "reference")
+        .unwrap()
+        .0
+}
+
+/// Row 0 of a `[2, frames, dim]` reference tensor.
+fn row0(t: &HostTensor) -> Vec<f32> {
+    let n = t.shape[1] * t.shape[2];
+    t.data[..n].to_vec()
+}
+
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() as f64)
+        .fold(0.0, f64::max);
+    let scale = b.iter().map(|y| y.abs() as f64).fold(0.0, f64::max);
+    diff / scale
+}
+
+#[test]
+fn embed_wav_matches_reference_hidden_states() {
+    for name in ["mert_tiny", "mert_tiny_preln"] {
+        let dir = fixture(name);
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("e.npy");
+        let (wav, m, o) = (
+            dir.join("input0.wav"),
+            dir.to_str().unwrap(),
+            out.to_str().unwrap(),
+        );
+        ok(&[
+            "embed",
+            wav.to_str().unwrap(),
+            "--model",
+            m,
+            "--out",
+            o,
+            "--window",
+            "0",
+        ]);
+        let (shape, data) = read_npy(&out);
+        let refs = reference(&dir);
+        let frames = refs.get("hidden_states.0").unwrap().shape[1];
+        assert_eq!(shape, vec![3, frames, 64]);
+        let per = frames * 64;
+        for l in 0..3 {
+            let e = rel_err(
+                &data[l * per..(l + 1) * per],
+                &row0(refs.get(&format!("hidden_states.{l}")).unwrap()),
+            );
+            assert!(e <= 1e-4, "{name} layer {l}: rel err {e:e}");
+        }
+    }
+}
+
+#[test]
+fn convert_then_embed_gives_bit_identical_output_and_layer_options_shape_it() {
+    let dir = fixture("mert_tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    let kit = tmp.path().join("tiny.safetensors");
+    ok(&[
+        "convert",
+        dir.to_str().unwrap(),
+        "--out",
+        kit.to_str().unwrap(),
+        "--license",
+        "test-only",
+    ]);
+    let wav = dir.join("input0_16k_pcm16.wav"); // 44.1 kHz stereo PCM16: resampled and downmixed
+    let wav = wav.to_str().unwrap();
+    let a = tmp.path().join("a.npy");
+    let b = tmp.path().join("b.npy");
+    ok(&[
+        "embed",
+        wav,
+        "--model",
+        dir.to_str().unwrap(),
+        "--out",
+        a.to_str().unwrap(),
+    ]);
+    ok(&[
+        "embed",
+        wav,
+        "--model",
+        kit.to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+    ]);
+    let (sa, da) = read_npy(&a);
+    let (sb, db) = read_npy(&b);
+    assert_eq!(sa, vec![3, 149, 64]);
+    assert_eq!((sa, da), (sb, db));
+
+    let c = tmp.path().join("c.safetensors");
+    ok(&[
+        "embed",
+        wav,
+        "--model",
+        kit.to_str().unwrap(),
+        "--out",
+        c.to_str().unwrap(),
+        "--layers",
+        "last",
+        "--pool",
+        "mean",
+    ]);
+    let (t, meta) = read_safetensors(&std::fs::read(&c).unwrap(), "c").unwrap();
+    assert_eq!(t.get("hidden_states").unwrap().shape, vec![64]);
+    assert!(meta.contains_key("mert.model"));
+    let d = tmp.path().join("d.npy");
+    ok(&[
+        "embed",
+        wav,
+        "--model",
+        kit.to_str().unwrap(),
+        "--out",
+        d.to_str().unwrap(),
+        "--layers",
+        "0,2",
+    ]);
+    assert_eq!(read_npy(&d).0, vec![2, 149, 64]);
+}
+
+#[test]
+fn windowed_embedding_keeps_the_whole_clip_frame_count() {
+    let dir = fixture("mert_tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("w.npy");
+    let wav = dir.join("input0.wav");
+    let args = [
+        "embed",
+        wav.to_str().unwrap(),
+        "--model",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    ok(&[
+        &args[..],
+        &["--window", "0.5", "--hop", "0.25", "--layers", "last"],
+    ]
+    .concat());
+    assert_eq!(read_npy(&out).0, vec![149, 64]);
+}
+
+#[test]
+fn wgpu_backend_agrees_with_cpu() {
+    let dir = fixture("mert_tiny_preln");
+    let tmp = tempfile::tempdir().unwrap();
+    let wav = dir.join("input0.wav");
+    let mut outs = Vec::new();
+    for backend in ["cpu", "wgpu"] {
+        let out = tmp.path().join(format!("{backend}.npy"));
+        ok(&[
+            "embed",
+            wav.to_str().unwrap(),
+            "--model",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--window",
+            "0",
+            "--backend",
+            backend,
+        ]);
+        outs.push(read_npy(&out));
+    }
+    assert_eq!(outs[0].0, outs[1].0);
+    let e = rel_err(&outs[1].1, &outs[0].1);
+    assert!(e <= 1e-4, "wgpu vs cpu rel err {e:e}");
+}
+
+#[test]
+fn bad_inputs_fail_with_one_line_naming_the_culprit() {
+    let dir = fixture("mert_tiny");
+    let m = dir.to_str().unwrap();
+    let wav = dir.join("input0.wav");
+    let wav = wav.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o.npy");
+    let o = out.to_str().unwrap();
+
+    fails_with(
+        &["embed", "/no/such.wav", "--model", m, "--out", o],
+        &["/no/such.wav"],
+    );
+    fails_with(
+        &["embed", wav, "--model", "/no/model", "--out", o],
+        &["/no/model"],
+    );
+    fails_with(
+        &["embed", wav, "--model", m, "--out", "/tmp/x.txt"],
+        &["x.txt", ".npy"],
+    );
+    fails_with(
+        &["embed", wav, "--model", m, "--out", "/no/dir/o.npy"],
+        &["/no/dir"],
+    );
+    fails_with(
+        &["embed", wav, "--model", m, "--out", o, "--layers", "9"],
+        &["--layers", "9"],
+    );
+    fails_with(
+        &["embed", wav, "--model", m, "--out", o, "--layers", "x"],
+        &["--layers"],
+    );
+    let junk = tmp.path().join("junk.wav");
+    std::fs::write(&junk, b"RIFF\x00\x00\x00\x00WAVEjunkjunk").unwrap();
+    fails_with(
+        &["embed", junk.to_str().unwrap(), "--model", m, "--out", o],
+        &["junk.wav"],
+    );
+    let no_config = tmp.path().join("noconfig");
+    std::fs::create_dir(&no_config).unwrap();
+    std::fs::copy(
+        dir.join("model.safetensors"),
+        no_config.join("model.safetensors"),
+    )
+    .unwrap();
+    fails_with(
+        &[
+            "embed",
+            wav,
+            "--model",
+            no_config.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        &["config.json"],
+    );
+    fails_with(
+        &[
+            "convert",
+            fixture("malicious_bin").to_str().unwrap(),
+            "--out",
+            tmp.path().join("m.safetensors").to_str().unwrap(),
+        ],
+        &["pytorch_model.bin", "refused"],
+    );
+    assert!(!out.exists(), "a failed run left an output");
+
+    // A failed convert leaves an existing output untouched.
+    let kit = tmp.path().join("kit.safetensors");
+    std::fs::write(&kit, b"previous").unwrap();
+    fails_with(
+        &[
+            "convert",
+            no_config.to_str().unwrap(),
+            "--out",
+            kit.to_str().unwrap(),
+        ],
+        &["config.json"],
+    );
+    assert_eq!(std::fs::read(&kit).unwrap(), b"previous");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        3,
+        "temp files left behind"
+    );
+}

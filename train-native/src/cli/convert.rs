@@ -1,0 +1,45 @@
+//! `mert convert SRC --out FILE.safetensors`: any model source the loaders read, written as
+//! the kit's model file (weight norm folded, metadata with config, licence and source).
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use crate::output::write_atomic;
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Hugging Face folder (config.json + model.safetensors or pytorch_model.bin), or a kit file.
+    pub src: PathBuf,
+    /// Output kit model file (.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Licence of the weights to record (default: the model card's `license:`, else `unknown`).
+    #[arg(long)]
+    pub license: Option<String>,
+}
+
+pub fn run(args: ConvertArgs) -> Result<()> {
+    if args.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        bail!(
+            "{}: the kit model file must end in .safetensors",
+            args.out.display()
+        );
+    }
+    let mut checkpoint = mert_core::load_path(&args.src)?;
+    if let Some(license) = args.license {
+        checkpoint.license = Some(license);
+    }
+    // Building the model proves every tensor fits before anything is written.
+    checkpoint.build(&burn::tensor::Device::flex())?;
+    let bytes = mert_core::load::kit::to_bytes(&checkpoint)?;
+    write_atomic(&args.out, &bytes)?;
+    if !checkpoint.skipped.is_empty() {
+        log::info!(
+            "not converted (training only): {}",
+            checkpoint.skipped.join(", ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! `mert embed AUDIO... --model M --out FILE|DIR`: hidden states per file.
+//! Output shapes: `--layers all` or a list -> `[layers, frames, dim]`; `last` or one index ->
+//! `[frames, dim]`; `--pool mean` drops the frames axis.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use mert_core::embed::{EmbedOptions, Embedding, embed_audio};
+
+use crate::backend::Backend;
+use crate::output::{ArrayFormat, npy_bytes, safetensors_bytes, write_atomic};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Pool {
+    None,
+    Mean,
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Audio files or folders.
+    #[arg(required = true)]
+    pub audio: Vec<PathBuf>,
+    /// Model: kit .safetensors file or Hugging Face folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output file (.npy or .safetensors) for one input, or a folder for several.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Hidden states to keep: `all`, `last`, or indices `N[,M..]` (0 = before the first layer).
+    #[arg(long, default_value = "all")]
+    pub layers: String,
+    #[arg(long, value_enum, default_value = "none")]
+    pub pool: Pool,
+    /// Window length in seconds; 0 = the whole clip in one pass.
+    #[arg(long, default_value_t = 5.0)]
+    pub window: f64,
+    /// Hop between windows in seconds (default: half a window).
+    #[arg(long)]
+    pub hop: Option<f64>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: Backend,
+    /// Skip the reference input normalisation (zero mean, unit variance per window).
+    #[arg(long)]
+    pub no_normalize: bool,
+}
+
+/// Which hidden states, and whether the result keeps a layer axis.
+fn parse_layers(spec: &str, available: usize) -> Result<(Vec<usize>, bool)> {
+    match spec {
+        "all" => Ok(((0..available).collect(), true)),
+        "last" => Ok((vec![available - 1], false)),
+        _ => {
+            let list = spec
+                .split(',')
+                .map(|s| {
+                    let i: usize = s.trim().parse().with_context(|| {
+                        format!("--layers `{spec}`: expected all, last or indices like 0,6,12")
+                    })?;
+                    if i >= available {
+                        bail!(
+                            "--layers {i}: out of range, the model has hidden states 0..={}",
+                            available - 1
+                        );
+                    }
+                    Ok(i)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let keep_axis = list.len() > 1;
+            Ok((list, keep_axis))
+        }
+    }
+}
+
+pub fn run(args: EmbedArgs, _quiet: bool) -> Result<()> {
+    let inputs = collect_inputs(&args.audio)?;
+    let single =
+        inputs.len() == 1 && !args.out.is_dir() && args.audio.len() == 1 && !args.audio[0].is_dir();
+    if single {
+        ArrayFormat::from_path(&args.out)?;
+    } else if !args.out.is_dir() {
+        bail!(
+            "{}: with several inputs --out must be an existing folder",
+            args.out.display()
+        );
+    }
+    let checkpoint = mert_core::load_path(&args.model)?;
+    let (layers, keep_axis) = parse_layers(&args.layers, checkpoint.config.num_hidden_states())?;
+    let device = args.backend.device()?;
+    let model = checkpoint.build(&device)?;
+    let options = EmbedOptions {
+        normalize: !args.no_normalize,
+        window_seconds: args.window,
+        hop_seconds: args.hop,
+    };
+    for input in &inputs {
+        let out = if single {
+            args.out.clone()
+        } else {
+            let stem = input
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("audio");
+            let out = args.out.join(format!("{stem}.npy"));
+            if out.exists() {
+                log::info!("{}: exists, skipped", out.display());
+                continue;
+            }
+            out
+        };
+        let audio = mert_core::audio::decode_file(input)?;
+        let emb = embed_audio(
+            &model,
+            checkpoint.config.sample_rate,
+            &audio,
+            &options,
+            &device,
+        )
+        .with_context(|| input.display().to_string())?;
+        let emb = emb.select_layers(&layers)?;
+        let emb = match args.pool {
+            Pool::None => emb,
+            Pool::Mean => emb.mean_pool(),
+        };
+        write_embedding(&out, &emb, keep_axis, args.pool == Pool::Mean, &args.model)?;
+    }
+    Ok(())
+}
+
+fn write_embedding(
+    out: &Path,
+    emb: &Embedding,
+    keep_axis: bool,
+    pooled: bool,
+    model: &Path,
+) -> Result<()> {
+    let mut shape = vec![emb.layers, emb.frames, emb.dim];
+    if pooled {
+        shape.remove(1);
+    }
+    if !keep_axis {
+        shape.remove(0);
+    }
+    let bytes = match ArrayFormat::from_path(out)? {
+        ArrayFormat::Npy => npy_bytes(&shape, &emb.data),
+        ArrayFormat::Safetensors => safetensors_bytes(
+            "hidden_states",
+            &shape,
+            &emb.data,
+            HashMap::from([("mert.model".to_string(), model.display().to_string())]),
+        )?,
+    };
+    write_atomic(out, &bytes)
+}
+
+/// Expand folders (one level deep is not enough for music libraries: walk recursively) into
+/// audio files, sorted for a stable order.
+fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    const AUDIO: &[&str] = &[
+        "wav", "wave", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac", "aif", "aiff", "caf",
+        "mka", "mkv", "webm",
+    ];
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut stack = vec![p.clone()];
+            while let Some(dir) = stack.pop() {
+                for entry in std::fs::read_dir(&dir)
+                    .with_context(|| format!("{}: cannot list", dir.display()))?
+                {
+                    let path = entry?.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if path
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| AUDIO.contains(&e.to_ascii_lowercase().as_str()))
+                    {
+                        files.push(path);
+                    }
+                }
+            }
+        } else if p.is_file() {
+            files.push(p.clone());
+        } else {
+            bail!("{}: no such file or folder", p.display());
+        }
+    }
+    if files.is_empty() {
+        bail!("no audio files found in the given paths");
+    }
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,36 @@
+//! The subcommands. Each module parses nothing itself: clap fills the args, `run` dispatches.
+
+mod convert;
+mod embed;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// MERT music understanding: embeddings, conversion of official checkpoints.
+#[derive(Debug, Parser)]
+#[command(name = "mert", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log debug detail (skipped tensors, timings) to stderr.
+    #[arg(long, global = true)]
+    pub verbose: bool,
+    /// No progress output.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Hidden states of audio files, as .npy or .safetensors.
+    Embed(embed::EmbedArgs),
+    /// Convert a Hugging Face MERT folder (or a kit file) to the kit's model file.
+    Convert(convert::ConvertArgs),
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Embed(args) => embed::run(args, cli.quiet),
+        Command::Convert(args) => convert::run(args),
+    }
+}

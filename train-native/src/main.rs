@@ -1,0 +1,36 @@
+//! `mert`: the native command line of the MERT kit. One reporting point: every error ends here
+//! as one line on stderr and a non-zero exit code.
+
+mod backend;
+mod cli;
+mod output;
+
+use clap::Parser;
+
+fn main() {
+    let args = cli::Cli::parse();
+    env_logger::Builder::new()
+        .filter_level(if args.verbose {
+            log::LevelFilter::Debug
+        } else {
+            log::LevelFilter::Warn
+        })
+        .format_timestamp(None)
+        .init();
+    if let Err(e) = cli::run(args) {
+        eprintln!("error: {}", one_line(&e));
+        std::process::exit(1);
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,36 @@
+//! `mert-web`: the in-browser build of the kit. The trunk app (WASM + WebGPU, Web Worker,
+//! demo page) is not built yet; this crate already holds the browser-facing Rust entry points
+//! that need no browser APIs, so they are tested natively.
+
+use mert_core::load::kit;
+
+/// Describe a kit model file given as bytes (what the page shows after download): the config
+/// JSON, the licence and the source of the weights.
+pub fn describe_model(bytes: &[u8]) -> Result<String, String> {
+    let checkpoint = kit::from_bytes(bytes, "model").map_err(|e| e.to_string())?;
+    let value = serde_json::json!({
+        "config": checkpoint.config,
+        "license": checkpoint.license,
+        "source": checkpoint.source,
+        "hidden_states": checkpoint.config.num_hidden_states(),
+        "frame_rate": checkpoint.config.frame_rate(),
+    });
+    Ok(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn describes_a_kit_file_and_rejects_garbage() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mert_tiny");
+        let checkpoint = mert_core::load_path(&dir).unwrap();
+        let bytes = mert_core::load::kit::to_bytes(&checkpoint).unwrap();
+        let text = super::describe_model(&bytes).unwrap();
+        assert!(
+            text.contains("\"hidden_size\":64") && text.contains("\"frame_rate\":75"),
+            "{text}"
+        );
+        assert!(super::describe_model(b"not a model").is_err());
+    }
+}
