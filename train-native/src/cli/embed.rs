@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use mert_core::embed::{EmbedOptions, Embedding, embed_audio};
 
+use super::inputs::{collect_inputs, output_for};
 use crate::backend::Backend;
 use crate::output::{ArrayFormat, npy_bytes, safetensors_bytes, write_atomic};
 
@@ -95,36 +96,47 @@ pub fn run(args: EmbedArgs, _quiet: bool) -> Result<()> {
         window_seconds: args.window,
         hop_seconds: args.hop,
     };
+    let mut failed = 0;
     for input in &inputs {
         let out = if single {
             args.out.clone()
         } else {
-            let stem = input
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("audio");
-            let out = args.out.join(format!("{stem}.npy"));
+            let out = output_for(input, &args.out, "npy")?;
             if out.exists() {
                 log::info!("{}: exists, skipped", out.display());
                 continue;
             }
             out
         };
-        let audio = mert_core::audio::decode_file(input)?;
-        let emb = embed_audio(
-            &model,
-            checkpoint.config.sample_rate,
-            &audio,
-            &options,
-            &device,
-        )
-        .with_context(|| input.display().to_string())?;
-        let emb = emb.select_layers(&layers)?;
-        let emb = match args.pool {
-            Pool::None => emb,
-            Pool::Mean => emb.mean_pool(),
-        };
-        write_embedding(&out, &emb, keep_axis, args.pool == Pool::Mean, &args.model)?;
+        let result = (|| -> Result<()> {
+            let audio = mert_core::audio::decode_file(&input.path)?;
+            let emb = embed_audio(
+                &model,
+                checkpoint.config.sample_rate,
+                &audio,
+                &options,
+                &device,
+            )?;
+            let emb = emb.select_layers(&layers)?;
+            let emb = match args.pool {
+                Pool::None => emb,
+                Pool::Mean => emb.mean_pool(),
+            };
+            write_embedding(&out, &emb, keep_axis, args.pool == Pool::Mean, &args.model)
+        })()
+        .with_context(|| input.path.display().to_string());
+        match result {
+            Ok(()) => {}
+            // In folder mode a bad file is reported and the others go on.
+            Err(e) if !single => {
+                eprintln!("error: {}", crate::one_line(&e));
+                failed += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} files failed", inputs.len());
     }
     Ok(())
 }
@@ -153,44 +165,4 @@ fn write_embedding(
         )?,
     };
     write_atomic(out, &bytes)
-}
-
-/// Expand folders (one level deep is not enough for music libraries: walk recursively) into
-/// audio files, sorted for a stable order.
-fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    const AUDIO: &[&str] = &[
-        "wav", "wave", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac", "aif", "aiff", "caf",
-        "mka", "mkv", "webm",
-    ];
-    let mut files = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut stack = vec![p.clone()];
-            while let Some(dir) = stack.pop() {
-                for entry in std::fs::read_dir(&dir)
-                    .with_context(|| format!("{}: cannot list", dir.display()))?
-                {
-                    let path = entry?.path();
-                    if path.is_dir() {
-                        stack.push(path);
-                    } else if path
-                        .extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| AUDIO.contains(&e.to_ascii_lowercase().as_str()))
-                    {
-                        files.push(path);
-                    }
-                }
-            }
-        } else if p.is_file() {
-            files.push(p.clone());
-        } else {
-            bail!("{}: no such file or folder", p.display());
-        }
-    }
-    if files.is_empty() {
-        bail!("no audio files found in the given paths");
-    }
-    files.sort();
-    Ok(files)
 }

@@ -2,11 +2,13 @@
 
 mod convert;
 mod embed;
+mod inputs;
+mod labels;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-/// MERT music understanding: embeddings, conversion of official checkpoints.
+/// MERT music understanding: embeddings, teacher labels, conversion of official checkpoints.
 #[derive(Debug, Parser)]
 #[command(name = "mert", version, about)]
 pub struct Cli {
@@ -24,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Hidden states of audio files, as .npy or .safetensors.
     Embed(embed::EmbedArgs),
+    /// Teacher targets (CQT) MERT is pretrained on, as .safetensors.
+    Labels(labels::LabelsArgs),
     /// Convert a Hugging Face MERT folder (or a kit file) to the kit's model file.
     Convert(convert::ConvertArgs),
 }
@@ -32,5 +36,6 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Embed(args) => embed::run(args, cli.quiet),
         Command::Convert(args) => convert::run(args),
+        Command::Labels(args) => labels::run(args),
     }
 }
