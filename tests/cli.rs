@@ -344,18 +344,39 @@ fn folder_mode_reports_bad_files_goes_on_and_resumes() {
     std::fs::write(music.join("notes.txt"), b"not audio").unwrap();
     let out = tmp.path().join("emb");
     std::fs::create_dir(&out).unwrap();
-    let args = ["embed", music.to_str().unwrap(), "--model", dir.to_str().unwrap(), "--out", out.to_str().unwrap(), "--layers", "last"];
+    let args = [
+        "embed",
+        music.to_str().unwrap(),
+        "--model",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--layers",
+        "last",
+    ];
     let run = mert(&args);
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{err}");
-    assert!(err.contains("broken.wav") && err.contains("1 of 3 files failed"), "{err}");
+    assert!(
+        err.contains("broken.wav") && err.contains("1 of 3 files failed"),
+        "{err}"
+    );
     assert_eq!(read_npy(&out.join("a.npy")).0, vec![149, 64]);
     assert_eq!(read_npy(&out.join("album/b.npy")).0, vec![149, 64]);
     assert!(!out.join("album/broken.npy").exists());
     // A rerun skips the finished outputs (their bytes stay as they were).
-    let before = std::fs::metadata(out.join("a.npy")).unwrap().modified().unwrap();
+    let before = std::fs::metadata(out.join("a.npy"))
+        .unwrap()
+        .modified()
+        .unwrap();
     let _ = mert(&args);
-    assert_eq!(std::fs::metadata(out.join("a.npy")).unwrap().modified().unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(out.join("a.npy"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
 }
 
 #[test]
@@ -363,12 +384,46 @@ fn labels_write_the_cqt_with_its_frame_alignment() {
     let dir = fixture("mert_tiny");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("l.safetensors");
-    ok(&["labels", dir.join("input0.wav").to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "2"]);
+    ok(&[
+        "labels",
+        dir.join("input0.wav").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--threads",
+        "2",
+    ]);
     let (t, meta) = read_safetensors(&std::fs::read(&out).unwrap(), "labels").unwrap();
     let cqt = t.get("cqt").unwrap();
     assert_eq!(cqt.shape, vec![151, 336]); // 1 + 48000 / 320
     assert_eq!(meta["mert.model_frames"], "149");
-    assert!(cqt.data.iter().all(|v| v.is_finite() && *v >= 0.0));
-    fails_with(&["labels", "/no/such.wav", "--out", out.to_str().unwrap()], &["/no/such.wav"]);
-    fails_with(&["labels", dir.join("input0.wav").to_str().unwrap(), "--out", "/tmp/l.npy"], &["l.npy", ".safetensors"]);
+    // input0.wav is row 0 of the CQT fixture's deterministic input: compare with nnAudio.
+    let refs = read_safetensors(
+        &std::fs::read(fixture("cqt/reference.safetensors")).unwrap(),
+        "cqt",
+    )
+    .unwrap()
+    .0;
+    let want = refs.get("det.cqt").unwrap(); // [2, 336, 151]
+    let (mut diff, mut peak) = (0f32, 0f32);
+    for b in 0..336 {
+        for t in 0..151 {
+            let w = want.data[b * 151 + t];
+            diff = diff.max((cqt.data[t * 336 + b] - w).abs());
+            peak = peak.max(w);
+        }
+    }
+    assert!(diff / peak <= 1e-4, "labels vs nnAudio: {}", diff / peak);
+    fails_with(
+        &["labels", "/no/such.wav", "--out", out.to_str().unwrap()],
+        &["/no/such.wav"],
+    );
+    fails_with(
+        &[
+            "labels",
+            dir.join("input0.wav").to_str().unwrap(),
+            "--out",
+            "/tmp/l.npy",
+        ],
+        &["l.npy", ".safetensors"],
+    );
 }

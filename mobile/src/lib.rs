@@ -12,9 +12,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use burn::tensor::Device;
+use mert_core::Mert;
 use mert_core::audio::MonoAudio;
 use mert_core::embed::{EmbedOptions, embed_audio};
-use mert_core::{Mert, MertConfig};
 
 /// Status codes returned by the C functions.
 #[repr(C)]
@@ -33,7 +33,6 @@ pub enum MertStatus {
 
 /// A loaded model (opaque to C).
 pub struct MertModel {
-    config: MertConfig,
     model: Mert,
     device: Device,
 }
@@ -98,11 +97,7 @@ pub unsafe extern "C" fn mert_model_load(
         let model = checkpoint
             .build(&device)
             .map_err(|e| (MertStatus::ModelLoad, e.to_string()))?;
-        let boxed = Box::new(MertModel {
-            config: checkpoint.config,
-            model,
-            device,
-        });
+        let boxed = Box::new(MertModel { model, device });
         // SAFETY: `out` is valid for writes per the contract.
         unsafe { *out = Box::into_raw(boxed) };
         Ok(())
@@ -166,7 +161,6 @@ pub unsafe extern "C" fn mert_embed(
         };
         let emb = embed_audio(
             &model.model,
-            model.config.sample_rate,
             &audio,
             &EmbedOptions::default(),
             &model.device,

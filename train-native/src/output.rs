@@ -121,3 +121,148 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
+
+/// Writes a float32 array of a shape known up front into a temp file, frames in any order,
+/// then renames it into place: long outputs never sit in memory, and a failed run leaves
+/// nothing behind (the temp file is removed on drop).
+pub struct ArrayFileSink {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    file: Option<std::fs::File>,
+    format: ArrayFormat,
+    keep_layer_axis: bool,
+    metadata: HashMap<String, String>,
+    data_offset: u64,
+    frames: usize,
+    dim: usize,
+    layers: usize,
+}
+
+impl ArrayFileSink {
+    pub fn new(
+        path: &Path,
+        keep_layer_axis: bool,
+        metadata: HashMap<String, String>,
+    ) -> Result<Self> {
+        let format = ArrayFormat::from_path(path)?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            bail!(
+                "{}: the output folder {} does not exist",
+                path.display(),
+                dir.display()
+            );
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("output");
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp: dir.join(format!(".{name}.{}.tmp", std::process::id())),
+            file: None,
+            format,
+            keep_layer_axis,
+            metadata,
+            data_offset: 0,
+            frames: 0,
+            dim: 0,
+            layers: 0,
+        })
+    }
+
+    /// fsync and rename into place.
+    pub fn finish(mut self) -> Result<()> {
+        let file = self.file.take().context("no frames were written")?;
+        file.sync_all()
+            .and_then(|_| std::fs::rename(&self.tmp, &self.path))
+            .with_context(|| format!("{}: cannot write", self.path.display()))
+    }
+
+    fn header(&self, shape: &[usize]) -> Result<Vec<u8>> {
+        let bytes = shape.iter().product::<usize>() * 4;
+        Ok(match self.format {
+            ArrayFormat::Npy => npy_bytes(shape, &[]),
+            ArrayFormat::Safetensors => {
+                let mut header = serde_json::Map::new();
+                header.insert(
+                    "hidden_states".into(),
+                    serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [0, bytes]}),
+                );
+                header.insert("__metadata__".into(), serde_json::to_value(&self.metadata)?);
+                let mut text = serde_json::to_string(&header)?;
+                while (8 + text.len()) % 8 != 0 {
+                    text.push(' ');
+                }
+                let mut out = (text.len() as u64).to_le_bytes().to_vec();
+                out.extend_from_slice(text.as_bytes());
+                out
+            }
+        })
+    }
+}
+
+impl mert_core::embed::FrameSink for ArrayFileSink {
+    fn begin(&mut self, layers: usize, frames: usize, dim: usize) -> mert_core::Result<()> {
+        let io = |e: anyhow::Error| {
+            mert_core::MertError::Invalid(format!("{}: {e}", self.path.display()))
+        };
+        let mut shape = vec![layers, frames, dim];
+        if !self.keep_layer_axis {
+            shape.remove(0);
+        }
+        let header = self.header(&shape).map_err(io)?;
+        let total = header.len() as u64 + (layers * frames * dim * 4) as u64;
+        let mut file = std::fs::File::create(&self.tmp)
+            .and_then(|mut f| {
+                f.write_all(&header)?;
+                f.set_len(total)?;
+                Ok(f)
+            })
+            .map_err(|e| {
+                mert_core::MertError::Invalid(format!("{}: cannot write: {e}", self.path.display()))
+            })?;
+        file.flush().ok();
+        self.data_offset = header.len() as u64;
+        (self.layers, self.frames, self.dim) = (layers, frames, dim);
+        self.file = Some(file);
+        Ok(())
+    }
+
+    fn write(&mut self, dest: usize, n: usize, data: &[f32]) -> mert_core::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let Some(file) = self.file.as_mut() else {
+            return Err(mert_core::MertError::Invalid(
+                "frames written before begin".into(),
+            ));
+        };
+        let mut bytes = Vec::with_capacity(n * self.dim * 4);
+        for l in 0..self.layers {
+            bytes.clear();
+            for v in &data[l * n * self.dim..(l + 1) * n * self.dim] {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+            let at = self.data_offset + (((l * self.frames + dest) * self.dim) * 4) as u64;
+            file.seek(SeekFrom::Start(at))
+                .and_then(|_| file.write_all(&bytes))
+                .map_err(|e| {
+                    mert_core::MertError::Invalid(format!(
+                        "{}: cannot write: {e}",
+                        self.path.display()
+                    ))
+                })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ArrayFileSink {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}

@@ -24,100 +24,174 @@ pub struct MonoAudio {
 
 /// Decode a file on disk.
 pub fn decode_file(path: &Path) -> Result<MonoAudio> {
-    let file = std::fs::File::open(path).map_err(|e| MertError::io(path, e))?;
-    let ext = path.extension().and_then(|e| e.to_str());
-    decode_source(Box::new(file), ext, &path.display().to_string())
+    AudioStream::open(path)?.collect()
 }
 
 /// Decode an in-memory file (web, mobile).
 pub fn decode_bytes(bytes: Vec<u8>, extension: Option<&str>, name: &str) -> Result<MonoAudio> {
-    decode_source(Box::new(Cursor::new(bytes)), extension, name)
+    AudioStream::from_source(Box::new(Cursor::new(bytes)), extension, name)?.collect()
 }
 
-fn decode_source(
-    source: Box<dyn MediaSource>,
-    extension: Option<&str>,
-    name: &str,
-) -> Result<MonoAudio> {
-    let fail = |msg: String| MertError::audio(name, msg);
-    let mss = MediaSourceStream::new(source, Default::default());
-    let mut hint = Hint::new();
-    if let Some(ext) = extension {
-        hint.with_extension(ext);
-    }
-    let mut format = symphonia::default::get_probe()
-        .probe(
-            &hint,
-            mss,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
-        .map_err(|e| fail(format!("unsupported or unrecognised audio format ({e})")))?;
-    let track = format
-        .default_track(TrackType::Audio)
-        .ok_or_else(|| fail("no audio track".into()))?;
-    let track_id = track.id;
-    let params = track
-        .codec_params
-        .as_ref()
-        .and_then(|p| p.audio())
-        .ok_or_else(|| fail("the audio track has no codec parameters".into()))?
-        .clone();
-    let mut decoder = symphonia::default::get_codecs()
-        .make_audio_decoder(&params, &AudioDecoderOptions::default())
-        .map_err(|e| fail(format!("unsupported codec ({e})")))?;
+/// A decoder that hands out mono audio one packet at a time, so long files never sit in memory.
+pub struct AudioStream {
+    name: String,
+    format: Box<dyn symphonia::core::formats::FormatReader>,
+    decoder: Box<dyn symphonia::core::codecs::audio::AudioDecoder>,
+    track_id: u32,
+    sample_rate: u32,
+    channels: usize,
+    interleaved: Vec<f32>,
+    bad_packets: usize,
+    done: bool,
+}
 
-    let mut samples = Vec::new();
-    let mut interleaved: Vec<f32> = Vec::new();
-    let mut sample_rate = params.sample_rate.unwrap_or(0);
-    let mut channels = params.channels.as_ref().map(|c| c.count()).unwrap_or(0);
-    let mut bad_packets = 0usize;
-    loop {
-        let packet = match format.next_packet() {
-            Ok(Some(p)) => p,
-            Ok(None) => break,
-            // A truncated stream ends the audio; what was decoded so far is kept.
-            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(fail(format!("cannot read the stream ({e})"))),
-        };
-        if packet.track_id != track_id {
-            continue;
+impl AudioStream {
+    /// Open a file on disk.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| MertError::io(path, e))?;
+        let ext = path.extension().and_then(|e| e.to_str());
+        Self::from_source(Box::new(file), ext, &path.display().to_string())
+    }
+
+    /// Open any media source (a file, an in-memory cursor).
+    pub fn from_source(
+        source: Box<dyn MediaSource>,
+        extension: Option<&str>,
+        name: &str,
+    ) -> Result<Self> {
+        let fail = |msg: String| MertError::audio(name, msg);
+        let mss = MediaSourceStream::new(source, Default::default());
+        let mut hint = Hint::new();
+        if let Some(ext) = extension {
+            hint.with_extension(ext);
         }
-        let buf = match decoder.decode(&packet) {
-            Ok(buf) => buf,
-            Err(SymError::DecodeError(_)) => {
-                bad_packets += 1;
+        let format = symphonia::default::get_probe()
+            .probe(
+                &hint,
+                mss,
+                FormatOptions::default(),
+                MetadataOptions::default(),
+            )
+            .map_err(|e| fail(format!("unsupported or unrecognised audio format ({e})")))?;
+        let track = format
+            .default_track(TrackType::Audio)
+            .ok_or_else(|| fail("no audio track".into()))?;
+        let track_id = track.id;
+        let params = track
+            .codec_params
+            .as_ref()
+            .and_then(|p| p.audio())
+            .ok_or_else(|| fail("the audio track has no codec parameters".into()))?
+            .clone();
+        let decoder = symphonia::default::get_codecs()
+            .make_audio_decoder(&params, &AudioDecoderOptions::default())
+            .map_err(|e| fail(format!("unsupported codec ({e})")))?;
+        Ok(Self {
+            name: name.to_string(),
+            format,
+            decoder,
+            track_id,
+            sample_rate: params.sample_rate.unwrap_or(0),
+            channels: params.channels.as_ref().map(|c| c.count()).unwrap_or(0),
+            interleaved: Vec::new(),
+            bad_packets: 0,
+            done: false,
+        })
+    }
+
+    /// The stream's sample rate (as stated by the container, updated by decoded packets).
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    /// Channels before the downmix.
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// The next decoded packet as mono samples; `None` at the end of the stream.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<f32>>> {
+        let name = self.name.clone();
+        let fail = |msg: String| MertError::audio(&name, msg);
+        while !self.done {
+            let packet = match self.format.next_packet() {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                // A truncated stream ends the audio; what was decoded so far is kept.
+                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(fail(format!("cannot read the stream ({e})"))),
+            };
+            if packet.track_id != self.track_id {
                 continue;
             }
-            Err(e) => return Err(fail(format!("decoding failed ({e})"))),
-        };
-        let spec = buf.spec();
-        sample_rate = spec.rate();
-        channels = spec.channels().count();
-        if channels == 0 {
-            return Err(fail("a decoded packet has no channels".into()));
-        }
-        interleaved.resize(buf.samples_interleaved(), 0.0);
-        buf.copy_to_slice_interleaved(&mut interleaved);
-        let scale = 1.0 / channels as f32;
-        samples.extend(
-            interleaved
+            let buf = match self.decoder.decode(&packet) {
+                Ok(buf) => buf,
+                Err(SymError::DecodeError(_)) => {
+                    self.bad_packets += 1;
+                    continue;
+                }
+                Err(e) => return Err(fail(format!("decoding failed ({e})"))),
+            };
+            let spec = buf.spec();
+            let (rate, channels) = (spec.rate(), spec.channels().count());
+            if channels == 0 || rate == 0 {
+                return Err(fail(
+                    "a decoded packet states no channels or no sample rate".into(),
+                ));
+            }
+            if self.sample_rate != 0 && rate != self.sample_rate {
+                return Err(fail(format!(
+                    "the sample rate changes mid-stream ({} -> {rate} Hz)",
+                    self.sample_rate
+                )));
+            }
+            self.sample_rate = rate;
+            self.channels = channels;
+            self.interleaved.resize(buf.samples_interleaved(), 0.0);
+            buf.copy_to_slice_interleaved(&mut self.interleaved);
+            let scale = 1.0 / channels as f32;
+            let mono = self
+                .interleaved
                 .chunks_exact(channels)
-                .map(|frame| frame.iter().sum::<f32>() * scale),
-        );
+                .map(|frame| frame.iter().sum::<f32>() * scale)
+                .collect();
+            return Ok(Some(mono));
+        }
+        if !self.done {
+            self.done = true;
+            if self.bad_packets > 0 {
+                log::warn!(
+                    "{}: skipped {} undecodable packets",
+                    self.name,
+                    self.bad_packets
+                );
+            }
+        }
+        Ok(None)
     }
-    if bad_packets > 0 {
-        log::warn!("{name}: skipped {bad_packets} undecodable packets");
+
+    /// Decode everything that is left into memory.
+    pub fn collect(mut self) -> Result<MonoAudio> {
+        let mut samples = Vec::new();
+        while let Some(chunk) = self.next_chunk()? {
+            samples.extend_from_slice(&chunk);
+        }
+        if samples.is_empty() {
+            return Err(MertError::audio(
+                &self.name,
+                "no audio samples could be decoded",
+            ));
+        }
+        if self.sample_rate == 0 {
+            return Err(MertError::audio(
+                &self.name,
+                "the stream does not state its sample rate",
+            ));
+        }
+        Ok(MonoAudio {
+            samples,
+            sample_rate: self.sample_rate,
+            source_channels: self.channels,
+        })
     }
-    if samples.is_empty() {
-        return Err(fail("no audio samples could be decoded".into()));
-    }
-    if sample_rate == 0 {
-        return Err(fail("the stream does not state its sample rate".into()));
-    }
-    Ok(MonoAudio {
-        samples,
-        sample_rate,
-        source_channels: channels,
-    })
 }

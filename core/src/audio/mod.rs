@@ -4,6 +4,6 @@ pub mod decode;
 pub mod normalize;
 pub mod resample;
 
-pub use decode::{MonoAudio, decode_bytes, decode_file};
+pub use decode::{AudioStream, MonoAudio, decode_bytes, decode_file};
 pub use normalize::normalize;
-pub use resample::resample;
+pub use resample::{StreamResampler, resample};

@@ -29,6 +29,8 @@ pub struct Mert {
     pub feature_extractor: FeatureEncoder,
     pub feature_projection: FeatureProjection,
     pub encoder: Encoder,
+    /// The audio rate the model expects (`MertConfig::sample_rate`).
+    pub sample_rate: u32,
 }
 
 impl Mert {
@@ -38,6 +40,7 @@ impl Mert {
             feature_extractor: FeatureEncoder::init(config, device),
             feature_projection: FeatureProjection::init(config, device),
             encoder: Encoder::init(config, device),
+            sample_rate: config.sample_rate,
         }
     }
 

@@ -3,15 +3,15 @@
 //! `[frames, dim]`; `--pool mean` drops the frames axis.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use mert_core::embed::{EmbedOptions, Embedding, embed_audio};
+use mert_core::embed::{EmbedOptions, FileSource, MeanSink, run_windows};
 
 use super::inputs::{collect_inputs, output_for};
 use crate::backend::Backend;
-use crate::output::{ArrayFormat, npy_bytes, safetensors_bytes, write_atomic};
+use crate::output::{ArrayFileSink, ArrayFormat, npy_bytes, safetensors_bytes, write_atomic};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Pool {
@@ -109,20 +109,54 @@ pub fn run(args: EmbedArgs, _quiet: bool) -> Result<()> {
             out
         };
         let result = (|| -> Result<()> {
-            let audio = mert_core::audio::decode_file(&input.path)?;
-            let emb = embed_audio(
-                &model,
-                checkpoint.config.sample_rate,
-                &audio,
-                &options,
-                &device,
-            )?;
-            let emb = emb.select_layers(&layers)?;
-            let emb = match args.pool {
-                Pool::None => emb,
-                Pool::Mean => emb.mean_pool(),
-            };
-            write_embedding(&out, &emb, keep_axis, args.pool == Pool::Mean, &args.model)
+            let (mut source, total) = FileSource::open(&input.path, model.sample_rate)?;
+            let metadata = HashMap::from([
+                ("mert.model".to_string(), args.model.display().to_string()),
+                ("mert.layers".to_string(), format!("{layers:?}")),
+                (
+                    "mert.frame_rate".to_string(),
+                    checkpoint.config.frame_rate().to_string(),
+                ),
+            ]);
+            match args.pool {
+                Pool::None => {
+                    let mut sink = ArrayFileSink::new(&out, keep_axis, metadata)?;
+                    run_windows(
+                        &model,
+                        &mut || source.next(),
+                        total,
+                        &options,
+                        &layers,
+                        &device,
+                        &mut sink,
+                    )?;
+                    sink.finish()
+                }
+                Pool::Mean => {
+                    let mut sink = MeanSink::default();
+                    run_windows(
+                        &model,
+                        &mut || source.next(),
+                        total,
+                        &options,
+                        &layers,
+                        &device,
+                        &mut sink,
+                    )?;
+                    let mut shape = vec![sink.layers, sink.dim];
+                    if !keep_axis {
+                        shape.remove(0);
+                    }
+                    let means = sink.means();
+                    let bytes = match ArrayFormat::from_path(&out)? {
+                        ArrayFormat::Npy => npy_bytes(&shape, &means),
+                        ArrayFormat::Safetensors => {
+                            safetensors_bytes("hidden_states", &shape, &means, metadata)?
+                        }
+                    };
+                    write_atomic(&out, &bytes)
+                }
+            }
         })()
         .with_context(|| input.path.display().to_string());
         match result {
@@ -139,30 +173,4 @@ pub fn run(args: EmbedArgs, _quiet: bool) -> Result<()> {
         bail!("{failed} of {} files failed", inputs.len());
     }
     Ok(())
-}
-
-fn write_embedding(
-    out: &Path,
-    emb: &Embedding,
-    keep_axis: bool,
-    pooled: bool,
-    model: &Path,
-) -> Result<()> {
-    let mut shape = vec![emb.layers, emb.frames, emb.dim];
-    if pooled {
-        shape.remove(1);
-    }
-    if !keep_axis {
-        shape.remove(0);
-    }
-    let bytes = match ArrayFormat::from_path(out)? {
-        ArrayFormat::Npy => npy_bytes(&shape, &emb.data),
-        ArrayFormat::Safetensors => safetensors_bytes(
-            "hidden_states",
-            &shape,
-            &emb.data,
-            HashMap::from([("mert.model".to_string(), model.display().to_string())]),
-        )?,
-    };
-    write_atomic(out, &bytes)
 }

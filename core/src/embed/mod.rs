@@ -1,0 +1,215 @@
+//! From mono audio to hidden states: resample, normalise, run the model over the whole clip
+//! or over overlapping windows, and stitch the windows' frames so that each output frame comes
+//! from the window where it is most central. The output has the whole-clip frame count,
+//! `floor((L - 400) / 320) + 1`.
+
+use burn::tensor::Device;
+
+use crate::audio::{AudioStream, MonoAudio, StreamResampler};
+use crate::error::{MertError, Result};
+use crate::model::Mert;
+
+mod stream;
+mod windows;
+
+pub use stream::{FrameSink, MeanSink, SampleSource, run_windows};
+pub use windows::{WindowPlan, plan_windows};
+
+/// How audio is cut and prepared before the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedOptions {
+    /// Reference input normalisation per window (HF `do_normalize`).
+    pub normalize: bool,
+    /// Window length in seconds; 0 runs the whole clip in one pass.
+    pub window_seconds: f64,
+    /// Hop between windows in seconds; `None` = half a window.
+    pub hop_seconds: Option<f64>,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        Self {
+            normalize: true,
+            window_seconds: 5.0,
+            hop_seconds: None,
+        }
+    }
+}
+
+/// Hidden states of one clip, `[layers, frames, dim]` row-major on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedding {
+    pub layers: usize,
+    pub frames: usize,
+    pub dim: usize,
+    pub data: Vec<f32>,
+}
+
+impl Embedding {
+    /// Keep the listed hidden states, in the given order.
+    pub fn select_layers(&self, layers: &[usize]) -> Result<Embedding> {
+        let per = self.frames * self.dim;
+        let mut data = Vec::with_capacity(layers.len() * per);
+        for &l in layers {
+            if l >= self.layers {
+                return Err(MertError::Invalid(format!(
+                    "layer {l} is out of range: the model has hidden states 0..={}",
+                    self.layers - 1
+                )));
+            }
+            data.extend_from_slice(&self.data[l * per..(l + 1) * per]);
+        }
+        Ok(Embedding {
+            layers: layers.len(),
+            frames: self.frames,
+            dim: self.dim,
+            data,
+        })
+    }
+
+    /// Mean over frames: `[layers, 1, dim]`.
+    pub fn mean_pool(&self) -> Embedding {
+        let mut data = vec![0f32; self.layers * self.dim];
+        for l in 0..self.layers {
+            let mut acc = vec![0f64; self.dim];
+            for f in 0..self.frames {
+                let row = &self.data[(l * self.frames + f) * self.dim..][..self.dim];
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v as f64;
+                }
+            }
+            for (d, a) in data[l * self.dim..][..self.dim].iter_mut().zip(acc) {
+                *d = (a / self.frames.max(1) as f64) as f32;
+            }
+        }
+        Embedding {
+            layers: self.layers,
+            frames: 1,
+            dim: self.dim,
+            data,
+        }
+    }
+}
+
+/// Collects the frames into an [`Embedding`] in memory.
+pub struct MemorySink {
+    pub embedding: Option<Embedding>,
+}
+
+impl FrameSink for MemorySink {
+    fn begin(&mut self, layers: usize, frames: usize, dim: usize) -> Result<()> {
+        self.embedding = Some(Embedding {
+            layers,
+            frames,
+            dim,
+            data: vec![0.0; layers * frames * dim],
+        });
+        Ok(())
+    }
+
+    fn write(&mut self, dest: usize, n: usize, data: &[f32]) -> Result<()> {
+        let Some(e) = self.embedding.as_mut() else {
+            return Err(MertError::Invalid("frames written before begin".into()));
+        };
+        for l in 0..e.layers {
+            let src = &data[l * n * e.dim..(l + 1) * n * e.dim];
+            e.data[(l * e.frames + dest) * e.dim..][..n * e.dim].copy_from_slice(src);
+        }
+        Ok(())
+    }
+}
+
+/// Run `model` on `audio` (any rate: resampled to the model's) and return every hidden state.
+pub fn embed_audio(
+    model: &Mert,
+    audio: &MonoAudio,
+    options: &EmbedOptions,
+    device: &Device,
+) -> Result<Embedding> {
+    let mut r = StreamResampler::new(audio.sample_rate, model.sample_rate)?;
+    let mut samples = r.push(&audio.samples)?;
+    samples.extend(r.finish()?);
+    embed_samples(model, samples, options, device)
+}
+
+/// As [`embed_audio`], for samples already at the model's rate.
+pub fn embed_samples(
+    model: &Mert,
+    samples: Vec<f32>,
+    options: &EmbedOptions,
+    device: &Device,
+) -> Result<Embedding> {
+    let total = samples.len();
+    let mut source = Some(samples);
+    let mut sink = MemorySink { embedding: None };
+    let all: Vec<usize> = (0..model.encoder.layers.len() + 1).collect();
+    run_windows(
+        model,
+        &mut || Ok(source.take()),
+        total,
+        options,
+        &all,
+        device,
+        &mut sink,
+    )?;
+    sink.embedding
+        .ok_or_else(|| MertError::Invalid("no window produced frames".into()))
+}
+
+/// Decoded, downmixed audio from a file, resampled to `sample_rate` on the fly, in chunks.
+pub struct FileSource {
+    stream: AudioStream,
+    resampler: Option<StreamResampler>,
+}
+
+impl FileSource {
+    /// Open `path` and count its samples at `sample_rate` with a first decoding pass, so the
+    /// windows can be planned before any audio is held (memory stays one window deep).
+    pub fn open(path: &std::path::Path, sample_rate: u32) -> Result<(Self, usize)> {
+        let name = path.display().to_string();
+        let mut counter = AudioStream::open(path)?;
+        let mut n = 0u64;
+        while let Some(chunk) = counter.next_chunk()? {
+            n += chunk.len() as u64;
+        }
+        if n == 0 {
+            return Err(MertError::audio(&name, "no audio samples could be decoded"));
+        }
+        let from = counter.sample_rate();
+        let total = (n * sample_rate as u64).div_ceil(from as u64) as usize;
+        let stream = AudioStream::open(path)?;
+        Ok((
+            Self {
+                resampler: Some(StreamResampler::new(from, sample_rate)?),
+                stream,
+            },
+            total,
+        ))
+    }
+
+    /// The next chunk at the model's rate; `None` once the stream and the resampler are done.
+    pub fn next(&mut self) -> Result<Option<Vec<f32>>> {
+        loop {
+            let Some(resampler) = self.resampler.as_mut() else {
+                return Ok(None);
+            };
+            match self.stream.next_chunk()? {
+                Some(chunk) => {
+                    let out = resampler.push(&chunk)?;
+                    if !out.is_empty() {
+                        return Ok(Some(out));
+                    }
+                }
+                None => {
+                    let last = self
+                        .resampler
+                        .take()
+                        .map(|r| r.finish())
+                        .transpose()?
+                        .unwrap_or_default();
+                    return Ok(if last.is_empty() { None } else { Some(last) });
+                }
+            }
+        }
+    }
+}

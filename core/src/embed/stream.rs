@@ -1,0 +1,186 @@
+//! The window runner: pulls samples at the model's rate from a source, keeps only what the
+//! current window needs, runs the model once per window and hands the stitched frames to a
+//! sink in order. Peak memory is one window of audio plus one window of hidden states.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::EmbedOptions;
+use super::windows::plan_windows;
+use crate::audio::normalize;
+use crate::error::{MertError, Result};
+use crate::model::Mert;
+
+/// Where stitched frames go: memory, a running mean, or a file written in place.
+pub trait FrameSink {
+    /// Called once with the output shape before any frames.
+    fn begin(&mut self, layers: usize, frames: usize, dim: usize) -> Result<()>;
+    /// Frames `[dest, dest + n)` of every selected layer: `data` is `[layers, n, dim]`.
+    fn write(&mut self, dest: usize, n: usize, data: &[f32]) -> Result<()>;
+}
+
+/// A source of samples at the model's rate, in chunks of any size; `None` at the end.
+pub type SampleSource<'a> = dyn FnMut() -> Result<Option<Vec<f32>>> + 'a;
+
+/// Mean over frames, accumulated in f64 as frames arrive: `[layers, dim]`.
+#[derive(Debug, Default)]
+pub struct MeanSink {
+    pub layers: usize,
+    pub dim: usize,
+    frames: usize,
+    sums: Vec<f64>,
+}
+
+impl MeanSink {
+    /// The means, `[layers, dim]`.
+    pub fn means(&self) -> Vec<f32> {
+        let n = self.frames.max(1) as f64;
+        self.sums.iter().map(|s| (s / n) as f32).collect()
+    }
+}
+
+impl FrameSink for MeanSink {
+    fn begin(&mut self, layers: usize, _frames: usize, dim: usize) -> Result<()> {
+        self.layers = layers;
+        self.dim = dim;
+        self.sums = vec![0.0; layers * dim];
+        Ok(())
+    }
+
+    fn write(&mut self, _dest: usize, n: usize, data: &[f32]) -> Result<()> {
+        for l in 0..self.layers {
+            for row in data[l * n * self.dim..(l + 1) * n * self.dim].chunks_exact(self.dim) {
+                for (s, &v) in self.sums[l * self.dim..(l + 1) * self.dim]
+                    .iter_mut()
+                    .zip(row)
+                {
+                    *s += v as f64;
+                }
+            }
+        }
+        self.frames += n;
+        Ok(())
+    }
+}
+
+/// Run the model over `total` samples pulled from `source`, windowed as `options` says, and
+/// write the hidden states listed in `layers` to `sink`.
+pub fn run_windows(
+    model: &Mert,
+    source: &mut SampleSource<'_>,
+    total: usize,
+    options: &EmbedOptions,
+    layers: &[usize],
+    device: &Device,
+    sink: &mut dyn FrameSink,
+) -> Result<()> {
+    let frames = model.frames_for(total);
+    if frames == 0 {
+        return Err(MertError::Invalid(format!(
+            "the audio is too short: {total} samples at the model's rate, at least one frame ({} samples) is needed",
+            min_samples(model)
+        )));
+    }
+    let available = model.encoder.layers.len() + 1;
+    if let Some(&bad) = layers.iter().find(|&&l| l >= available) {
+        return Err(MertError::Invalid(format!(
+            "layer {bad} is out of range: the model has hidden states 0..={}",
+            available - 1
+        )));
+    }
+    for (name, v) in [
+        ("window", options.window_seconds),
+        ("hop", options.hop_seconds.unwrap_or(1.0)),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(MertError::Invalid(format!(
+                "--{name} must be a non-negative number of seconds, got {v}"
+            )));
+        }
+    }
+    let rate = model.sample_rate as f64;
+    let window = (options.window_seconds * rate).round() as usize;
+    if window > 0 && model.frames_for(window) == 0 {
+        return Err(MertError::Invalid(format!(
+            "--window {} s is shorter than one frame",
+            options.window_seconds
+        )));
+    }
+    let frame_hop = frame_hop(model);
+    let hop = options
+        .hop_seconds
+        .map(|h| (h * rate).round() as usize)
+        .unwrap_or(window / 2);
+    if window > 0 && window < total && hop < frame_hop {
+        return Err(MertError::Invalid(format!(
+            "--hop must be at least one frame ({frame_hop} samples)"
+        )));
+    }
+    let plans = plan_windows(total, window, hop, frame_hop, |n| model.frames_for(n));
+
+    // `buf` holds samples [buf_start, buf_start + buf.len()) of the clip.
+    let (mut buf, mut buf_start, mut ended) = (Vec::<f32>::new(), 0usize, false);
+    let mut begun = false;
+    for (i, plan) in plans.iter().enumerate() {
+        while buf_start + buf.len() < plan.end && !ended {
+            match source()? {
+                Some(chunk) => {
+                    if chunk.iter().any(|x| !x.is_finite()) {
+                        return Err(MertError::Invalid(
+                            "the audio holds NaN or infinite samples".into(),
+                        ));
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                None => ended = true,
+            }
+        }
+        if plan.start < buf_start || plan.end > buf_start + buf.len() {
+            return Err(MertError::Invalid(format!(
+                "the audio ended early: expected {total} samples, got {}",
+                buf_start + buf.len()
+            )));
+        }
+        let mut chunk = buf[plan.start - buf_start..plan.end - buf_start].to_vec();
+        if options.normalize {
+            normalize(&mut chunk);
+        }
+        let n = chunk.len();
+        let input = Tensor::<2>::from_data(TensorData::new(chunk, [1, n]), device);
+        let mut states = model.forward(input).hidden_states;
+        let dim = states[0].dims()[2];
+        let picked: Vec<Tensor<3>> = layers.iter().map(|&l| states[l].clone()).collect();
+        states.clear();
+        // [layers, 1, frames, dim] -> the planned frames only
+        let kept = Tensor::stack::<4>(picked, 0).narrow(2, plan.take.start, plan.take.len());
+        let data = kept
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| MertError::Invalid(format!("cannot read the model output: {e:?}")))?;
+        if !begun {
+            sink.begin(layers.len(), frames, dim)?;
+            begun = true;
+        }
+        sink.write(plan.dest, plan.take.len(), &data)?;
+        // Drop the samples no later window needs (window starts never decrease).
+        if let Some(next) = plans.get(i + 1)
+            && next.start > buf_start
+        {
+            buf.drain(..(next.start - buf_start).min(buf.len()));
+            buf_start = next.start;
+        }
+    }
+    Ok(())
+}
+
+fn frame_hop(model: &Mert) -> usize {
+    model
+        .feature_extractor
+        .conv_layers
+        .iter()
+        .map(|l| l.conv.stride)
+        .product()
+}
+
+fn min_samples(model: &Mert) -> usize {
+    (1..100_000).find(|&n| model.frames_for(n) > 0).unwrap_or(0)
+}
