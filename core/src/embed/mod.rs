@@ -188,7 +188,7 @@ impl FileSource {
     }
 
     /// The next chunk at the model's rate; `None` once the stream and the resampler are done.
-    pub fn next(&mut self) -> Result<Option<Vec<f32>>> {
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<f32>>> {
         loop {
             let Some(resampler) = self.resampler.as_mut() else {
                 return Ok(None);

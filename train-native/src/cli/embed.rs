@@ -123,7 +123,7 @@ pub fn run(args: EmbedArgs, _quiet: bool) -> Result<()> {
                     let mut sink = ArrayFileSink::new(&out, keep_axis, metadata)?;
                     run_windows(
                         &model,
-                        &mut || source.next(),
+                        &mut || source.next_chunk(),
                         total,
                         &options,
                         &layers,
@@ -136,7 +136,7 @@ pub fn run(args: EmbedArgs, _quiet: bool) -> Result<()> {
                     let mut sink = MeanSink::default();
                     run_windows(
                         &model,
-                        &mut || source.next(),
+                        &mut || source.next_chunk(),
                         total,
                         &options,
                         &layers,
