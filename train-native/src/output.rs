@@ -94,34 +94,6 @@ pub fn safetensors_bytes(
     safetensors::serialize([(name, view)], Some(metadata)).context("cannot serialise the output")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn npy_header_is_aligned_and_well_formed() {
-        let b = npy_bytes(&[2, 3], &[0.0; 6]);
-        let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
-        assert_eq!((10 + hlen) % 64, 0);
-        let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
-        assert!(header.contains("'shape': (2, 3)") && header.ends_with('\n'));
-        assert_eq!(b.len(), 10 + hlen + 24);
-        let b = npy_bytes(&[5], &[0.0; 5]);
-        assert!(String::from_utf8_lossy(&b[10..74]).contains("'shape': (5,)"));
-    }
-
-    #[test]
-    fn atomic_write_refuses_missing_folder_and_keeps_old_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("out.npy");
-        write_atomic(&p, b"old").unwrap();
-        assert!(write_atomic(&dir.path().join("missing/out.npy"), b"x").is_err());
-        write_atomic(&p, b"new").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"new");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-}
-
 /// Writes a float32 array of a shape known up front into a temp file, frames in any order,
 /// then renames it into place: long outputs never sit in memory, and a failed run leaves
 /// nothing behind (the temp file is removed on drop).
@@ -264,5 +236,33 @@ impl Drop for ArrayFileSink {
         if self.file.take().is_some() {
             let _ = std::fs::remove_file(&self.tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_header_is_aligned_and_well_formed() {
+        let b = npy_bytes(&[2, 3], &[0.0; 6]);
+        let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
+        assert_eq!((10 + hlen) % 64, 0);
+        let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
+        assert!(header.contains("'shape': (2, 3)") && header.ends_with('\n'));
+        assert_eq!(b.len(), 10 + hlen + 24);
+        let b = npy_bytes(&[5], &[0.0; 5]);
+        assert!(String::from_utf8_lossy(&b[10..74]).contains("'shape': (5,)"));
+    }
+
+    #[test]
+    fn atomic_write_refuses_missing_folder_and_keeps_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.npy");
+        write_atomic(&p, b"old").unwrap();
+        assert!(write_atomic(&dir.path().join("missing/out.npy"), b"x").is_err());
+        write_atomic(&p, b"new").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
