@@ -85,7 +85,15 @@ impl AudioStream {
             .clone();
         let decoder = symphonia::default::get_codecs()
             .make_audio_decoder(&params, &AudioDecoderOptions::default())
-            .map_err(|e| fail(format!("unsupported codec ({e})")))?;
+            .map_err(|e| {
+                if params.codec == symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS {
+                    fail(
+                        "Opus audio is not supported; convert it to FLAC, WAV or Ogg Vorbis".into(),
+                    )
+                } else {
+                    fail(format!("unsupported codec ({e})"))
+                }
+            })?;
         Ok(Self {
             name: name.to_string(),
             format,
