@@ -266,3 +266,18 @@ fn real_shapes_match_reference_on_every_layer() {
         }
     }
 }
+
+#[test]
+fn a_model_exports_to_a_checkpoint_that_rebuilds_it_exactly() {
+    let device = Device::flex();
+    let source = load_path(&fixture("mert_tiny_layer")).unwrap();
+    let model = source.build(&device).unwrap();
+    let exported = Checkpoint::from_model(&source.config, &model, "exported").unwrap();
+    assert_eq!(exported.tensors.tensors, source.tensors.tensors);
+    // A fresh random model of a preset exports and reloads too.
+    let config = mert_core::MertConfig::tiny();
+    let fresh = mert_core::Mert::init(&config, &device);
+    let ck = Checkpoint::from_model(&config, &fresh, "random").unwrap();
+    let back = kit::from_bytes(&kit::to_bytes(&ck).unwrap(), "random.safetensors").unwrap();
+    assert_eq!(back.tensors.tensors, ck.tensors.tensors);
+}

@@ -9,6 +9,14 @@ use clap::Parser;
 
 fn main() {
     let args = cli::Cli::parse();
+    // burn's CPU backend sizes its thread pool from RAYON_NUM_THREADS at first use.
+    if let cli::Command::Bench(cli::BenchArgs {
+        threads: Some(n), ..
+    }) = &args.command
+    {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    }
     env_logger::Builder::new()
         .filter_level(if args.verbose {
             log::LevelFilter::Debug

@@ -1,13 +1,14 @@
 //! Put a [`Checkpoint`]'s tensors into a [`Mert`] module: walk the module's parameters with
 //! their paths, look each up under its reference key, and move it to the device.
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::Checkpoint;
 use super::keys::reference_key;
+use super::tensors::{HostTensor, TensorMap};
 use crate::error::{MertError, Result};
-use crate::model::Mert;
+use crate::model::{Mert, MertConfig};
 
 struct Loader<'a> {
     checkpoint: &'a Checkpoint,
@@ -90,5 +91,56 @@ impl Checkpoint {
             )));
         }
         Ok(model)
+    }
+}
+
+/// Collects a module's parameters under their reference keys (Linear weights back to
+/// `[out, in]`), the inverse of [`Loader`].
+struct Exporter {
+    path: Vec<String>,
+    tensors: TensorMap,
+    error: Option<MertError>,
+}
+
+impl ModuleVisitor for Exporter {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.error.is_some() {
+            return;
+        }
+        let key = reference_key(&self.path.join("."));
+        let tensor = param.val();
+        let t = if D == 2 { tensor.transpose() } else { tensor };
+        let shape = t.dims().to_vec();
+        match t.into_data().try_into_vec::<f32>() {
+            Ok(data) => self.tensors.insert(key, HostTensor::new(shape, data)),
+            Err(e) => self.error = Some(MertError::tensor("model", &key, format!("cannot read: {e:?}"))),
+        }
+    }
+}
+
+impl Checkpoint {
+    /// A checkpoint holding `model`'s current weights (e.g. a fresh random initialisation, or
+    /// the result of training), ready for the kit's file.
+    pub fn from_model(config: &MertConfig, model: &Mert, source: &str) -> Result<Self> {
+        let mut exporter = Exporter {
+            path: Vec::new(),
+            tensors: TensorMap::new(source),
+            error: None,
+        };
+        model.visit(&mut exporter);
+        if let Some(e) = exporter.error {
+            return Err(e);
+        }
+        let mut checkpoint = Checkpoint::from_reference(config.clone(), exporter.tensors)?;
+        checkpoint.source = source.to_string();
+        Ok(checkpoint)
     }
 }

@@ -1,7 +1,10 @@
 //! The subcommands. Each module parses nothing itself: clap fills the args, `run` dispatches.
 
+mod bench;
+pub use bench::BenchArgs;
 mod convert;
 mod embed;
+mod init;
 mod inputs;
 mod labels;
 
@@ -28,6 +31,10 @@ pub enum Command {
     Embed(embed::EmbedArgs),
     /// Teacher targets (CQT) MERT is pretrained on, as .safetensors.
     Labels(labels::LabelsArgs),
+    /// Time a forward pass (median/min, frames/s, real-time factor, peak RSS).
+    Bench(bench::BenchArgs),
+    /// A randomly initialised model of a named shape, as a kit file.
+    Init(init::InitArgs),
     /// Convert a Hugging Face MERT folder (or a kit file) to the kit's model file.
     Convert(convert::ConvertArgs),
 }
@@ -37,5 +44,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Embed(args) => embed::run(args, cli.quiet),
         Command::Convert(args) => convert::run(args),
         Command::Labels(args) => labels::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Init(args) => init::run(args),
     }
 }

@@ -1,0 +1,44 @@
+//! `mert init --preset NAME --out FILE.safetensors [--seed N]`: a randomly initialised model
+//! of a named shape, as a kit file: the starting point for pretraining from scratch, and a
+//! model of the real size for benchmarks where official weights are not at hand.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+use clap::Args;
+use mert_core::load::Checkpoint;
+use mert_core::{Mert, MertConfig};
+
+use crate::output::write_atomic;
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// mert-v1-95m, mert-v1-330m, mert-v0 or tiny.
+    #[arg(long)]
+    pub preset: String,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub fn run(args: InitArgs) -> Result<()> {
+    if args.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        bail!(
+            "{}: the kit model file must end in .safetensors",
+            args.out.display()
+        );
+    }
+    let config = MertConfig::preset(&args.preset)?;
+    let device = Device::flex();
+    device.seed(args.seed);
+    let model = Mert::init(&config, &device);
+    let mut checkpoint = Checkpoint::from_model(
+        &config,
+        &model,
+        &format!("random init, preset {}, seed {}", args.preset, args.seed),
+    )?;
+    checkpoint.license = Some("CC0-1.0 (random weights)".into());
+    write_atomic(&args.out, &mert_core::load::kit::to_bytes(&checkpoint)?)
+}
