@@ -208,12 +208,21 @@ fn windowed_embedding_keeps_the_whole_clip_frame_count() {
         "--out",
         out.to_str().unwrap(),
     ];
-    ok(&[
-        &args[..],
-        &["--window", "0.5", "--hop", "0.25", "--layers", "last"],
-    ]
-    .concat());
+    let extra = [
+        "--window", "0.5", "--hop", "0.25", "--layers", "last", "--json",
+    ];
+    let run = mert(&[&args[..], &extra[..]].concat());
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert_eq!(read_npy(&out).0, vec![149, 64]);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&run.stdout).expect("--json prints JSON");
+    assert_eq!(summary["frames"], 149);
+    assert_eq!(summary["seconds_audio"], 2.0);
+    assert_eq!(summary["failed"], 0);
 }
 
 #[test]

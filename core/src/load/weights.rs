@@ -121,7 +121,13 @@ impl ModuleVisitor for Exporter {
         let shape = t.dims().to_vec();
         match t.into_data().try_into_vec::<f32>() {
             Ok(data) => self.tensors.insert(key, HostTensor::new(shape, data)),
-            Err(e) => self.error = Some(MertError::tensor("model", &key, format!("cannot read: {e:?}"))),
+            Err(e) => {
+                self.error = Some(MertError::tensor(
+                    "model",
+                    &key,
+                    format!("cannot read: {e:?}"),
+                ))
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use mert_core::embed::{EmbedOptions, FileSource, MeanSink, run_windows};
 use super::inputs::{collect_inputs, output_for};
 use crate::backend::Backend;
 use crate::output::{ArrayFileSink, ArrayFormat, npy_bytes, safetensors_bytes, write_atomic};
+use crate::progress::{WithProgress, bar};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Pool {
@@ -46,6 +47,9 @@ pub struct EmbedArgs {
     /// Skip the reference input normalisation (zero mean, unit variance per window).
     #[arg(long)]
     pub no_normalize: bool,
+    /// Print a JSON summary (files, seconds of audio, frames, time, peak RSS) on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which hidden states, and whether the result keeps a layer axis.
@@ -75,7 +79,9 @@ fn parse_layers(spec: &str, available: usize) -> Result<(Vec<usize>, bool)> {
     }
 }
 
-pub fn run(args: EmbedArgs, _quiet: bool) -> Result<()> {
+pub fn run(args: EmbedArgs, quiet: bool) -> Result<()> {
+    let started = std::time::Instant::now();
+    let (mut seconds_audio, mut frames_out, mut written) = (0f64, 0usize, Vec::new());
     let inputs = collect_inputs(&args.audio)?;
     let single =
         inputs.len() == 1 && !args.out.is_dir() && args.audio.len() == 1 && !args.audio[0].is_dir();
@@ -110,6 +116,12 @@ pub fn run(args: EmbedArgs, _quiet: bool) -> Result<()> {
         };
         let result = (|| -> Result<()> {
             let (mut source, total) = FileSource::open(&input.path, model.sample_rate)?;
+            let label = input
+                .path
+                .file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+            seconds_audio += total as f64 / model.sample_rate as f64;
+            frames_out += model.frames_for(total);
             let metadata = HashMap::from([
                 ("mert.model".to_string(), args.model.display().to_string()),
                 ("mert.layers".to_string(), format!("{layers:?}")),
@@ -121,6 +133,10 @@ pub fn run(args: EmbedArgs, _quiet: bool) -> Result<()> {
             match args.pool {
                 Pool::None => {
                     let mut sink = ArrayFileSink::new(&out, keep_axis, metadata)?;
+                    let mut shown = WithProgress {
+                        inner: &mut sink,
+                        bar: bar(quiet, &label),
+                    };
                     run_windows(
                         &model,
                         &mut || source.next_chunk(),
@@ -128,12 +144,17 @@ pub fn run(args: EmbedArgs, _quiet: bool) -> Result<()> {
                         &options,
                         &layers,
                         &device,
-                        &mut sink,
+                        &mut shown,
                     )?;
+                    drop(shown);
                     sink.finish()
                 }
                 Pool::Mean => {
                     let mut sink = MeanSink::default();
+                    let mut shown = WithProgress {
+                        inner: &mut sink,
+                        bar: bar(quiet, &label),
+                    };
                     run_windows(
                         &model,
                         &mut || source.next_chunk(),
@@ -141,8 +162,9 @@ pub fn run(args: EmbedArgs, _quiet: bool) -> Result<()> {
                         &options,
                         &layers,
                         &device,
-                        &mut sink,
+                        &mut shown,
                     )?;
+                    drop(shown);
                     let mut shape = vec![sink.layers, sink.dim];
                     if !keep_axis {
                         shape.remove(0);
@@ -160,7 +182,7 @@ pub fn run(args: EmbedArgs, _quiet: bool) -> Result<()> {
         })()
         .with_context(|| input.path.display().to_string());
         match result {
-            Ok(()) => {}
+            Ok(()) => written.push(out.display().to_string()),
             // In folder mode a bad file is reported and the others go on.
             Err(e) if !single => {
                 eprintln!("error: {}", crate::one_line(&e));
@@ -168,6 +190,18 @@ pub fn run(args: EmbedArgs, _quiet: bool) -> Result<()> {
             }
             Err(e) => return Err(e),
         }
+    }
+    if args.json {
+        let summary = serde_json::json!({
+            "files": inputs.len(),
+            "written": written,
+            "failed": failed,
+            "seconds_audio": seconds_audio,
+            "frames": frames_out,
+            "elapsed_s": started.elapsed().as_secs_f64(),
+            "peak_rss_mb": super::bench::peak_rss_mb(),
+        });
+        println!("{summary}");
     }
     if failed > 0 {
         bail!("{failed} of {} files failed", inputs.len());

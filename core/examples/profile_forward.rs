@@ -1,0 +1,93 @@
+//! Time the stages of one forward pass of a model file, to see where the time goes.
+//! `cargo run --release -p mert-core --example profile_forward -- MODEL [SECONDS]`
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+fn sync(t: &Tensor<3>) {
+    std::hint::black_box(t.clone().into_data());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let path = args.get(1).expect("model path");
+    let seconds: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let device = Device::flex();
+    let ck = mert_core::load_path(std::path::Path::new(path)).expect("load");
+    let model = ck.build(&device).expect("build");
+    let n = (seconds * ck.config.sample_rate as f64) as usize;
+    let x: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.3)
+        .collect();
+    let audio = Tensor::<2>::from_data(TensorData::new(x, [1, n]), &device);
+    {
+        let l0 = &model.feature_extractor.conv_layers[0];
+        let x = audio.clone().unsqueeze_dim::<3>(1);
+        for _ in 0..2 {
+            let s = Instant::now();
+            let c = l0.conv.forward(x.clone());
+            sync(&c);
+            let tc = s.elapsed().as_secs_f64();
+            let s = Instant::now();
+            let g = l0.group_norm.as_ref().unwrap().forward(c);
+            sync(&g);
+            let tg = s.elapsed().as_secs_f64();
+            let s = Instant::now();
+            let a = burn::tensor::activation::gelu(g);
+            sync(&a);
+            println!(
+                "conv0 {tc:.3} groupnorm {tg:.3} gelu {:.3}",
+                s.elapsed().as_secs_f64()
+            );
+        }
+    }
+    for round in 0..2 {
+        let t = Instant::now();
+        let mut h = audio.clone().unsqueeze_dim::<3>(1);
+        let mut conv_times = Vec::new();
+        for layer in &model.feature_extractor.conv_layers {
+            let s = Instant::now();
+            h = layer.forward(h);
+            sync(&h);
+            conv_times.push(s.elapsed().as_secs_f64());
+        }
+        let feats = h.swap_dims(1, 2);
+        let s = Instant::now();
+        let p = model.feature_projection.forward(feats);
+        sync(&p);
+        let proj = s.elapsed().as_secs_f64();
+        let s = Instant::now();
+        let pos = model.encoder.pos_conv_embed.forward(p.clone());
+        sync(&pos);
+        let pos_t = s.elapsed().as_secs_f64();
+        let mut h = model.encoder.layer_norm.forward(p + pos);
+        let mut layer_times = Vec::new();
+        for layer in &model.encoder.layers {
+            let s = Instant::now();
+            h = layer.forward(h, None);
+            sync(&h);
+            layer_times.push(s.elapsed().as_secs_f64());
+        }
+        if round == 1 {
+            println!("total {:.3} s", t.elapsed().as_secs_f64());
+            println!(
+                "conv layers {:?} (sum {:.3})",
+                conv_times
+                    .iter()
+                    .map(|v| format!("{v:.3}"))
+                    .collect::<Vec<_>>(),
+                conv_times.iter().sum::<f64>()
+            );
+            println!("projection {proj:.3}, pos conv {pos_t:.3}");
+            println!(
+                "layers {:?} (sum {:.3})",
+                layer_times
+                    .iter()
+                    .map(|v| format!("{v:.3}"))
+                    .collect::<Vec<_>>(),
+                layer_times.iter().sum::<f64>()
+            );
+        }
+    }
+}
