@@ -8,8 +8,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-/// Write `bytes` to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// A temp file name in `path`'s folder (which must exist), unique to this process.
+fn temp_beside(path: &Path) -> Result<std::path::PathBuf> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -25,7 +25,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("output");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    Ok(dir.join(format!(".{name}.{}.tmp", std::process::id())))
+}
+
+/// Write `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_beside(path)?;
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -117,24 +122,10 @@ impl ArrayFileSink {
         metadata: HashMap<String, String>,
     ) -> Result<Self> {
         let format = ArrayFormat::from_path(path)?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        if !dir.is_dir() {
-            bail!(
-                "{}: the output folder {} does not exist",
-                path.display(),
-                dir.display()
-            );
-        }
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("output");
+        let tmp = temp_beside(path)?;
         Ok(Self {
             path: path.to_path_buf(),
-            tmp: dir.join(format!(".{name}.{}.tmp", std::process::id())),
+            tmp,
             file: None,
             format,
             keep_layer_axis,

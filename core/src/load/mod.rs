@@ -165,32 +165,31 @@ pub fn load_path(path: &Path) -> Result<Checkpoint> {
             if metadata.contains_key(kit::META_CONFIG) {
                 kit::from_parts(tensors, &metadata, path)
             } else {
-                let folder = path.parent().unwrap_or(Path::new("."));
-                if folder.join("config.json").is_file() {
-                    load_hf_folder(folder, Some(path.to_path_buf()))
-                } else {
-                    Err(MertError::format(
-                        path,
-                        "has no `mert.config` metadata (not a kit model file) and no config.json beside it; pass the Hugging Face folder or a file written by `mert convert`",
-                    ))
-                }
-            }
-        }
-        "bin" | "pt" | "pth" => {
-            let folder = path.parent().unwrap_or(Path::new("."));
-            if folder.join("config.json").is_file() {
-                load_hf_folder(folder, Some(path.to_path_buf()))
-            } else {
-                Err(MertError::format(
+                weights_beside_config(
                     path,
-                    "a PyTorch weights file needs the config.json of its Hugging Face folder beside it",
-                ))
+                    "has no `mert.config` metadata (not a kit model file) and no config.json beside it; pass the Hugging Face folder or a file written by `mert convert`",
+                )
             }
         }
+        "bin" | "pt" | "pth" => weights_beside_config(
+            path,
+            "a PyTorch weights file needs the config.json of its Hugging Face folder beside it",
+        ),
         _ => Err(MertError::format(
             path,
             "unknown model file type; expected a Hugging Face folder, a .safetensors file or a pytorch_model.bin",
         )),
+    }
+}
+
+/// A weights file inside a Hugging Face folder: the folder loaded with that file, or
+/// `missing` as the error when there is no `config.json` beside it.
+fn weights_beside_config(path: &Path, missing: &str) -> Result<Checkpoint> {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    if folder.join("config.json").is_file() {
+        load_hf_folder(folder, Some(path.to_path_buf()))
+    } else {
+        Err(MertError::format(path, missing))
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use mert_core::embed::{EmbedOptions, FileSource, MeanSink, run_windows};
+use mert_core::embed::{EmbedOptions, FileSource, FrameSink, MeanSink, run_windows};
 
 use super::inputs::{collect_inputs, output_for};
 use crate::backend::Backend;
@@ -130,41 +130,32 @@ pub fn run(args: EmbedArgs, quiet: bool) -> Result<()> {
                     checkpoint.config.frame_rate().to_string(),
                 ),
             ]);
+            // The window runner, showing progress, into a given sink.
+            let mut run = |sink: &mut dyn FrameSink| -> Result<()> {
+                let mut shown = WithProgress {
+                    inner: sink,
+                    bar: bar(quiet, &label),
+                };
+                run_windows(
+                    &model,
+                    &mut || source.next_chunk(),
+                    total,
+                    &options,
+                    &layers,
+                    &device,
+                    &mut shown,
+                )?;
+                Ok(())
+            };
             match args.pool {
                 Pool::None => {
                     let mut sink = ArrayFileSink::new(&out, keep_axis, metadata)?;
-                    let mut shown = WithProgress {
-                        inner: &mut sink,
-                        bar: bar(quiet, &label),
-                    };
-                    run_windows(
-                        &model,
-                        &mut || source.next_chunk(),
-                        total,
-                        &options,
-                        &layers,
-                        &device,
-                        &mut shown,
-                    )?;
-                    drop(shown);
+                    run(&mut sink)?;
                     sink.finish()
                 }
                 Pool::Mean => {
                     let mut sink = MeanSink::default();
-                    let mut shown = WithProgress {
-                        inner: &mut sink,
-                        bar: bar(quiet, &label),
-                    };
-                    run_windows(
-                        &model,
-                        &mut || source.next_chunk(),
-                        total,
-                        &options,
-                        &layers,
-                        &device,
-                        &mut shown,
-                    )?;
-                    drop(shown);
+                    run(&mut sink)?;
                     let mut shape = vec![sink.layers, sink.dim];
                     if !keep_axis {
                         shape.remove(0);
