@@ -94,8 +94,8 @@ pub unsafe extern "C" fn mert_model_load(
         let device = Device::flex();
         let checkpoint = mert_core::load_path(Path::new(path))
             .map_err(|e| (MertStatus::ModelLoad, e.to_string()))?;
-        let model = checkpoint
-            .build(&device)
+        let (_, model) = checkpoint
+            .into_model(&device)
             .map_err(|e| (MertStatus::ModelLoad, e.to_string()))?;
         let boxed = Box::new(MertModel { model, device });
         // SAFETY: `out` is valid for writes per the contract.

@@ -159,9 +159,11 @@ pub fn load_path(path: &Path) -> Result<Checkpoint> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     match ext {
         "safetensors" => {
-            let bytes = std::fs::read(path).map_err(|e| MertError::io(path, e))?;
-            let (tensors, metadata) =
-                tensors::read_safetensors(&bytes, &path.display().to_string())?;
+            // The file's bytes are dropped as soon as they are parsed.
+            let (tensors, metadata) = {
+                let bytes = std::fs::read(path).map_err(|e| MertError::io(path, e))?;
+                tensors::read_safetensors(&bytes, &path.display().to_string())?
+            };
             if metadata.contains_key(kit::META_CONFIG) {
                 kit::from_parts(tensors, &metadata, path)
             } else {

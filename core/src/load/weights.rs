@@ -10,15 +10,16 @@ use super::tensors::{HostTensor, TensorMap};
 use crate::error::{MertError, Result};
 use crate::model::{Mert, MertConfig};
 
-struct Loader<'a> {
-    checkpoint: &'a Checkpoint,
+/// Moves tensors out of the map into parameters (no copy of the data on the host).
+struct Loader {
+    tensors: TensorMap,
     device: Device,
     path: Vec<String>,
     loaded: usize,
     error: Option<MertError>,
 }
 
-impl ModuleMapper for Loader<'_> {
+impl ModuleMapper for Loader {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
         self.path.push(name.to_string());
     }
@@ -32,8 +33,8 @@ impl ModuleMapper for Loader<'_> {
             return param;
         }
         let key = reference_key(&self.path.join("."));
-        let source = &self.checkpoint.tensors.source;
-        let Some(host) = self.checkpoint.tensors.get(&key) else {
+        let source = &self.tensors.source;
+        let Some(host) = self.tensors.tensors.get(&key) else {
             self.error = Some(MertError::tensor(source, &key, "missing"));
             return param;
         };
@@ -55,7 +56,10 @@ impl ModuleMapper for Loader<'_> {
             ));
             return param;
         }
-        let data = TensorData::new(host.data.clone(), host.shape.clone());
+        let Some(host) = self.tensors.remove(&key) else {
+            return param;
+        };
+        let data = TensorData::new(host.data, host.shape);
         let mut tensor = Tensor::<D>::from_data(data, &self.device);
         if transpose {
             tensor = tensor.transpose();
@@ -66,32 +70,43 @@ impl ModuleMapper for Loader<'_> {
 }
 
 impl Checkpoint {
-    /// Build the model on `device` with this checkpoint's weights.
+    /// Build the model on `device` with this checkpoint's weights (the checkpoint is kept).
     pub fn build(&self, device: &Device) -> Result<Mert> {
-        let model = Mert::init(&self.config, device);
-        let mut loader = Loader {
-            checkpoint: self,
-            device: device.clone(),
-            path: Vec::new(),
-            loaded: 0,
-            error: None,
-        };
-        let model = model.map(&mut loader);
-        if let Some(e) = loader.error {
-            return Err(e);
-        }
-        // Every checkpoint tensor has been checked against the config, so equal counts mean
-        // every tensor went into exactly one parameter.
-        if loader.loaded != self.tensors.tensors.len() {
-            return Err(MertError::Invalid(format!(
-                "{}: loaded {} of {} tensors into the model",
-                self.tensors.source,
-                loader.loaded,
-                self.tensors.tensors.len()
-            )));
-        }
-        Ok(model)
+        build_model(&self.config, self.tensors.clone(), device)
     }
+
+    /// Build the model and let go of the host copy of the weights as each one is loaded, so
+    /// peak memory is one copy of the model, not two.
+    pub fn into_model(self, device: &Device) -> Result<(MertConfig, Mert)> {
+        let model = build_model(&self.config, self.tensors, device)?;
+        Ok((self.config, model))
+    }
+}
+
+fn build_model(config: &MertConfig, tensors: TensorMap, device: &Device) -> Result<Mert> {
+    let model = Mert::init(config, device);
+    let total = tensors.tensors.len();
+    let source = tensors.source.clone();
+    let mut loader = Loader {
+        tensors,
+        device: device.clone(),
+        path: Vec::new(),
+        loaded: 0,
+        error: None,
+    };
+    let model = model.map(&mut loader);
+    if let Some(e) = loader.error {
+        return Err(e);
+    }
+    // Every checkpoint tensor has been checked against the config, so equal counts mean
+    // every tensor went into exactly one parameter.
+    if loader.loaded != total {
+        return Err(MertError::Invalid(format!(
+            "{source}: loaded {} of {total} tensors into the model",
+            loader.loaded
+        )));
+    }
+    Ok(model)
 }
 
 /// Collects a module's parameters under their reference keys (Linear weights back to

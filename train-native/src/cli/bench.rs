@@ -52,8 +52,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let checkpoint = mert_core::load_path(&args.model)?;
     let device = args.backend.device()?;
-    let model = checkpoint.build(&device)?;
-    let rate = checkpoint.config.sample_rate;
+    let (config, model) = checkpoint.into_model(&device)?;
+    let rate = config.sample_rate;
     let n = (args.seconds * rate as f64).round() as usize;
     let frames = model.frames_for(n);
     if frames == 0 {

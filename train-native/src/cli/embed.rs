@@ -96,7 +96,7 @@ pub fn run(args: EmbedArgs, quiet: bool) -> Result<()> {
     let checkpoint = mert_core::load_path(&args.model)?;
     let (layers, keep_axis) = parse_layers(&args.layers, checkpoint.config.num_hidden_states())?;
     let device = args.backend.device()?;
-    let model = checkpoint.build(&device)?;
+    let (config, model) = checkpoint.into_model(&device)?;
     let options = EmbedOptions {
         normalize: !args.no_normalize,
         window_seconds: args.window,
@@ -127,7 +127,7 @@ pub fn run(args: EmbedArgs, quiet: bool) -> Result<()> {
                 ("mert.layers".to_string(), format!("{layers:?}")),
                 (
                     "mert.frame_rate".to_string(),
-                    checkpoint.config.frame_rate().to_string(),
+                    config.frame_rate().to_string(),
                 ),
             ]);
             // The window runner, showing progress, into a given sink.
