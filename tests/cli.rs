@@ -436,3 +436,88 @@ fn labels_write_the_cqt_with_its_frame_alignment() {
         &["l.npy", ".safetensors"],
     );
 }
+
+#[test]
+fn labels_refuse_audio_shorter_than_one_model_frame() {
+    let tmp = tempfile::tempdir().unwrap();
+    let short = fixture("audio/edge_short10ms_s16_44100_mono.wav");
+    let out = tmp.path().join("s.safetensors");
+    fails_with(
+        &[
+            "labels",
+            short.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &["edge_short10ms", "too short"],
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn folder_of_200_files_with_3_bad_ones() {
+    let dir = fixture("mert_tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    let music = tmp.path().join("music");
+    std::fs::create_dir(&music).unwrap();
+    // 0.1 s clips keep the test quick.
+    let clip = float_wav(2_400);
+    for i in 0..197 {
+        std::fs::write(music.join(format!("clip{i:03}.wav")), &clip).unwrap();
+    }
+    std::fs::write(music.join("bad_a.wav"), b"RIFF....WAVE").unwrap();
+    std::fs::write(music.join("bad_b.flac"), b"fLaC\0\0\0garbage").unwrap();
+    std::fs::copy(
+        fixture("audio/bad_empty_s16_44100_mono.wav"),
+        music.join("bad_c.wav"),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let args = [
+        "embed",
+        music.to_str().unwrap(),
+        "--model",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--layers",
+        "last",
+        "--quiet",
+    ];
+    let run = mert(&args);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 197);
+    for bad in ["bad_a.wav", "bad_b.flac", "bad_c.wav"] {
+        assert!(err.contains(bad), "{bad} not reported: {err}");
+    }
+    assert!(err.contains("3 of 200 files failed"), "{err}");
+    // The rerun skips the 197 finished outputs and reports the same 3.
+    let rerun = mert(&args);
+    let err2 = String::from_utf8_lossy(&rerun.stderr);
+    assert!(err2.contains("3 of 200 files failed"), "{err2}");
+    assert_eq!(err2.lines().count(), 4, "{err2}");
+}
+
+/// A mono 24 kHz IEEE-float WAV of `frames` samples of a sine.
+fn float_wav(frames: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..frames)
+        .flat_map(|i| ((i as f32 * 0.07).sin() * 0.3).to_le_bytes())
+        .collect();
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&3u16.to_le_bytes()); // IEEE float
+    w.extend_from_slice(&1u16.to_le_bytes()); // mono
+    w.extend_from_slice(&24_000u32.to_le_bytes());
+    w.extend_from_slice(&(24_000u32 * 4).to_le_bytes());
+    w.extend_from_slice(&4u16.to_le_bytes());
+    w.extend_from_slice(&32u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(&data);
+    w
+}

@@ -165,6 +165,23 @@ impl Cqt {
             .unwrap_or_else(|_| unreachable!("MERT's CQT config is valid"))
     }
 
+    /// The transform for `config`, built once per process and shared (the MERT kernels take
+    /// 3.5 M taps to build).
+    pub fn cached(config: &CqtConfig) -> Result<std::sync::Arc<Self>> {
+        use std::sync::{Arc, Mutex, OnceLock};
+        static CACHE: OnceLock<Mutex<Vec<Arc<Cqt>>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(|| Mutex::new(Vec::new()));
+        let mut built = cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(found) = built.iter().find(|c| &c.config == config) {
+            return Ok(found.clone());
+        }
+        let cqt = Arc::new(Self::new(config.clone())?);
+        built.push(cqt.clone());
+        Ok(cqt)
+    }
+
     pub fn config(&self) -> &CqtConfig {
         &self.config
     }
@@ -455,6 +472,20 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(err / max < 1e-5, "burn vs plain: {}", err / max);
+    }
+
+    #[test]
+    fn kernels_are_built_once_per_config() {
+        let config = small().config.clone();
+        let a = Cqt::cached(&config).unwrap();
+        let b = Cqt::cached(&config).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+        let other = Cqt::cached(&CqtConfig {
+            hop_length: 160,
+            ..config
+        })
+        .unwrap();
+        assert!(!std::sync::Arc::ptr_eq(&a, &other));
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub fn run(args: LabelsArgs) -> Result<()> {
         bail!("--threads must be at least 1");
     }
     let config = CqtConfig::default();
-    let cqt = Cqt::new(config.clone())?;
+    let cqt = Cqt::cached(&config)?;
     let mut failed = 0;
     for input in &inputs {
         let out = if single {
@@ -61,6 +61,13 @@ pub fn run(args: LabelsArgs) -> Result<()> {
         let result = (|| -> Result<()> {
             let audio = decode_file(&input.path)?;
             let samples = resample(&audio.samples, audio.sample_rate, config.sample_rate)?;
+            if samples.len() < 400 {
+                bail!(
+                    "too short: {} samples at {} Hz, the model needs at least 400 for one frame",
+                    samples.len(),
+                    config.sample_rate
+                );
+            }
             let mags = cqt.magnitudes(&samples, threads)?;
             let frames = config.frames_for(samples.len());
             // The model's frame count for the same audio (MERT's conv stack: 400-sample
