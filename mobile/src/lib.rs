@@ -7,7 +7,7 @@
 //! pointer and does not mutate it.
 
 use std::cell::RefCell;
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
@@ -53,6 +53,11 @@ fn set_error(msg: &str) {
     LAST_ERROR.with(|e| *e.borrow_mut() = c);
 }
 
+/// [`guard`] as the C `int` the ABI returns.
+fn status(f: impl FnOnce() -> Result<(), (MertStatus, String)>) -> c_int {
+    guard(f) as c_int
+}
+
 /// Run `f`, turning errors and panics into a status code plus message.
 fn guard(f: impl FnOnce() -> Result<(), (MertStatus, String)>) -> MertStatus {
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -73,11 +78,8 @@ fn guard(f: impl FnOnce() -> Result<(), (MertStatus, String)>) -> MertStatus {
 /// # Safety
 /// `path` must be a NUL-terminated string and `out` a valid pointer to write to.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mert_model_load(
-    path: *const c_char,
-    out: *mut *mut MertModel,
-) -> MertStatus {
-    guard(|| {
+pub unsafe extern "C" fn mert_model_load(path: *const c_char, out: *mut *mut MertModel) -> c_int {
+    status(|| {
         if path.is_null() || out.is_null() {
             return Err((
                 MertStatus::InvalidArgument,
@@ -129,8 +131,8 @@ pub unsafe extern "C" fn mert_embed(
     sample_rate: u32,
     channels: u32,
     out: *mut *mut MertEmbedding,
-) -> MertStatus {
-    guard(|| {
+) -> c_int {
+    status(|| {
         if m.is_null() || pcm.is_null() || out.is_null() {
             return Err((
                 MertStatus::InvalidArgument,
@@ -240,7 +242,7 @@ mod tests {
         let mut model = std::ptr::null_mut();
         assert_eq!(
             unsafe { mert_model_load(fixture().as_ptr(), &mut model) },
-            MertStatus::Ok
+            MertStatus::Ok as c_int
         );
         // 1 s of a stereo 44.1 kHz tone
         let n = 44_100;
@@ -252,7 +254,7 @@ mod tests {
             .collect();
         let mut emb = std::ptr::null_mut();
         let st = unsafe { mert_embed(model, pcm.as_ptr(), n, 44_100, 2, &mut emb) };
-        assert_eq!(st, MertStatus::Ok, "{:?}", unsafe {
+        assert_eq!(st, MertStatus::Ok as c_int, "{:?}", unsafe {
             CStr::from_ptr(mert_last_error())
         });
         let (frames, dim) = unsafe { (mert_embedding_frames(emb), mert_embedding_dim(emb)) };
@@ -263,7 +265,7 @@ mod tests {
 
         // too short: an error code and a message, no panic
         let st = unsafe { mert_embed(model, pcm.as_ptr(), 10, 44_100, 2, &mut emb) };
-        assert_eq!(st, MertStatus::Audio);
+        assert_eq!(st, MertStatus::Audio as c_int);
         let msg = unsafe { CStr::from_ptr(mert_last_error()) }
             .to_string_lossy()
             .into_owned();
@@ -277,7 +279,7 @@ mod tests {
         let missing = CString::new("/nonexistent/model.safetensors").unwrap();
         assert_eq!(
             unsafe { mert_model_load(missing.as_ptr(), &mut model) },
-            MertStatus::ModelLoad
+            MertStatus::ModelLoad as c_int
         );
         let msg = unsafe { CStr::from_ptr(mert_last_error()) }
             .to_string_lossy()
@@ -285,7 +287,7 @@ mod tests {
         assert!(msg.contains("/nonexistent/model.safetensors"), "{msg}");
         assert_eq!(
             unsafe { mert_model_load(std::ptr::null(), &mut model) },
-            MertStatus::InvalidArgument
+            MertStatus::InvalidArgument as c_int
         );
         assert!(model.is_null());
     }
