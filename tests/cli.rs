@@ -521,3 +521,22 @@ fn float_wav(frames: usize) -> Vec<u8> {
     w.extend_from_slice(&data);
     w
 }
+
+#[test]
+fn usage_errors_are_one_line_too() {
+    for args in [
+        &["embed"][..],
+        &["embed", "x.wav", "--model"][..],
+        &["frobnicate"][..],
+        &[
+            "embed", "a.wav", "--model", "m", "--out", "o.npy", "--window", "abc",
+        ][..],
+    ] {
+        let out = mert(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error:"), "{err}");
+    }
+    assert!(mert(&["--help"]).status.success());
+}

@@ -7,9 +7,25 @@ mod output;
 mod progress;
 
 use clap::Parser;
+use clap::error::ErrorKind;
 
 fn main() {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) => {
+            // One line, like every other error: clap's message without its usage block.
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            eprintln!("{} (see mert --help)", first.trim());
+            std::process::exit(2);
+        }
+    };
     // burn's CPU backend sizes its thread pool from RAYON_NUM_THREADS at first use.
     if let cli::Command::Bench(cli::BenchArgs {
         threads: Some(n), ..
