@@ -14,7 +14,7 @@ use std::path::Path;
 use burn::tensor::Device;
 use mert_core::Mert;
 use mert_core::audio::MonoAudio;
-use mert_core::embed::{EmbedOptions, embed_audio};
+use mert_core::embed::{EmbedOptions, embed_audio_layers};
 
 /// Status codes returned by the C functions.
 #[repr(C)]
@@ -161,13 +161,14 @@ pub unsafe extern "C" fn mert_embed(
             sample_rate,
             source_channels: ch,
         };
-        let emb = embed_audio(
+        let last = model.model.encoder.layers.len();
+        let emb = embed_audio_layers(
             &model.model,
             &audio,
             &EmbedOptions::default(),
+            &[last],
             &model.device,
         )
-        .and_then(|e| e.select_layers(&[e.layers - 1]))
         .map_err(|e| (MertStatus::Audio, e.to_string()))?;
         let boxed = Box::new(MertEmbedding {
             frames: emb.frames,

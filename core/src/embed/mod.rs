@@ -45,52 +45,6 @@ pub struct Embedding {
     pub data: Vec<f32>,
 }
 
-impl Embedding {
-    /// Keep the listed hidden states, in the given order.
-    pub fn select_layers(&self, layers: &[usize]) -> Result<Embedding> {
-        let per = self.frames * self.dim;
-        let mut data = Vec::with_capacity(layers.len() * per);
-        for &l in layers {
-            if l >= self.layers {
-                return Err(MertError::Invalid(format!(
-                    "layer {l} is out of range: the model has hidden states 0..={}",
-                    self.layers - 1
-                )));
-            }
-            data.extend_from_slice(&self.data[l * per..(l + 1) * per]);
-        }
-        Ok(Embedding {
-            layers: layers.len(),
-            frames: self.frames,
-            dim: self.dim,
-            data,
-        })
-    }
-
-    /// Mean over frames: `[layers, 1, dim]`.
-    pub fn mean_pool(&self) -> Embedding {
-        let mut data = vec![0f32; self.layers * self.dim];
-        for l in 0..self.layers {
-            let mut acc = vec![0f64; self.dim];
-            for f in 0..self.frames {
-                let row = &self.data[(l * self.frames + f) * self.dim..][..self.dim];
-                for (a, &v) in acc.iter_mut().zip(row) {
-                    *a += v as f64;
-                }
-            }
-            for (d, a) in data[l * self.dim..][..self.dim].iter_mut().zip(acc) {
-                *d = (a / self.frames.max(1) as f64) as f32;
-            }
-        }
-        Embedding {
-            layers: self.layers,
-            frames: 1,
-            dim: self.dim,
-            data,
-        }
-    }
-}
-
 /// Collects the frames into an [`Embedding`] in memory.
 pub struct MemorySink {
     pub embedding: Option<Embedding>,
@@ -126,29 +80,31 @@ pub fn embed_audio(
     options: &EmbedOptions,
     device: &Device,
 ) -> Result<Embedding> {
+    let all: Vec<usize> = (0..model.encoder.layers.len() + 1).collect();
+    embed_audio_layers(model, audio, options, &all, device)
+}
+
+/// As [`embed_audio`], keeping only the hidden states listed in `layers` (the others are
+/// never read back from the device).
+pub fn embed_audio_layers(
+    model: &Mert,
+    audio: &MonoAudio,
+    options: &EmbedOptions,
+    layers: &[usize],
+    device: &Device,
+) -> Result<Embedding> {
     let mut r = StreamResampler::new(audio.sample_rate, model.sample_rate)?;
     let mut samples = r.push(&audio.samples)?;
     samples.extend(r.finish()?);
-    embed_samples(model, samples, options, device)
-}
-
-/// As [`embed_audio`], for samples already at the model's rate.
-pub fn embed_samples(
-    model: &Mert,
-    samples: Vec<f32>,
-    options: &EmbedOptions,
-    device: &Device,
-) -> Result<Embedding> {
     let total = samples.len();
     let mut source = Some(samples);
     let mut sink = MemorySink { embedding: None };
-    let all: Vec<usize> = (0..model.encoder.layers.len() + 1).collect();
     run_windows(
         model,
         &mut || Ok(source.take()),
         total,
         options,
-        &all,
+        layers,
         device,
         &mut sink,
     )?;

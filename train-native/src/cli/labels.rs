@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use mert_core::MertConfig;
 use mert_core::audio::{decode_file, resample};
 use mert_core::teachers::{Cqt, CqtConfig};
 
@@ -61,7 +62,10 @@ pub fn run(args: LabelsArgs) -> Result<()> {
         let result = (|| -> Result<()> {
             let audio = decode_file(&input.path)?;
             let samples = resample(&audio.samples, audio.sample_rate, config.sample_rate)?;
-            if samples.len() < 400 {
+            // The model's frames for the same audio (MERT-v1's conv stack, which the CQT's
+            // hop and rate are paired with).
+            let model_frames = MertConfig::mert_v1_95m().frames_for(samples.len());
+            if model_frames == 0 {
                 bail!(
                     "too short: {} samples at {} Hz, the model needs at least 400 for one frame",
                     samples.len(),
@@ -70,13 +74,6 @@ pub fn run(args: LabelsArgs) -> Result<()> {
             }
             let mags = cqt.magnitudes(&samples, threads)?;
             let frames = config.frames_for(samples.len());
-            // The model's frame count for the same audio (MERT's conv stack: 400-sample
-            // receptive field, hop 320).
-            let model_frames = if samples.len() < 400 {
-                0
-            } else {
-                (samples.len() - 400) / 320 + 1
-            };
             let metadata = HashMap::from([
                 ("mert.cqt".to_string(), serde_json::to_string(&config)?),
                 ("mert.source".to_string(), input.path.display().to_string()),
