@@ -6,6 +6,7 @@ pub mod embed;
 pub mod error;
 pub mod load;
 pub mod model;
+pub mod pretrain;
 pub mod teachers;
 
 pub use burn;
