@@ -4,6 +4,7 @@
 mod backend;
 mod cli;
 mod output;
+mod pretrain;
 mod progress;
 
 use clap::Parser;

@@ -84,7 +84,13 @@ impl Checkpoint {
 }
 
 fn build_model(config: &MertConfig, tensors: TensorMap, device: &Device) -> Result<Mert> {
-    let model = Mert::init(config, device);
+    load_module(Mert::init(config, device), tensors, device)
+}
+
+/// Put every tensor of `tensors` into `module`'s parameters (by reference key, Linear weights
+/// from `[out, in]`), on `device`. Every parameter must be found with its shape, and every
+/// tensor used; the error names the key.
+pub fn load_module<M: Module>(module: M, tensors: TensorMap, device: &Device) -> Result<M> {
     let total = tensors.tensors.len();
     let source = tensors.source.clone();
     let mut loader = Loader {
@@ -94,19 +100,27 @@ fn build_model(config: &MertConfig, tensors: TensorMap, device: &Device) -> Resu
         loaded: 0,
         error: None,
     };
-    let model = model.map(&mut loader);
+    let module = module.map(&mut loader);
     if let Some(e) = loader.error {
         return Err(e);
     }
-    // Every checkpoint tensor has been checked against the config, so equal counts mean
-    // every tensor went into exactly one parameter.
+    // Every tensor was matched to a parameter of the right shape, so equal counts mean every
+    // tensor went into exactly one parameter.
     if loader.loaded != total {
+        let mut extra: Vec<&String> = loader.tensors.tensors.keys().collect();
+        extra.sort();
         return Err(MertError::Invalid(format!(
-            "{source}: loaded {} of {total} tensors into the model",
-            loader.loaded
+            "{source}: loaded {} of {total} tensors; not used: {}",
+            loader.loaded,
+            extra
+                .iter()
+                .take(5)
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
-    Ok(model)
+    Ok(module)
 }
 
 /// Collects a module's parameters under their reference keys (Linear weights back to
@@ -147,20 +161,27 @@ impl ModuleVisitor for Exporter {
     }
 }
 
+/// Every parameter of `module` under its reference key, on the host (the inverse of
+/// [`load_module`]).
+pub fn export_module<M: Module>(module: &M, source: &str) -> Result<TensorMap> {
+    let mut exporter = Exporter {
+        path: Vec::new(),
+        tensors: TensorMap::new(source),
+        error: None,
+    };
+    module.visit(&mut exporter);
+    match exporter.error {
+        Some(e) => Err(e),
+        None => Ok(exporter.tensors),
+    }
+}
+
 impl Checkpoint {
     /// A checkpoint holding `model`'s current weights (e.g. a fresh random initialisation, or
     /// the result of training), ready for the kit's file.
     pub fn from_model(config: &MertConfig, model: &Mert, source: &str) -> Result<Self> {
-        let mut exporter = Exporter {
-            path: Vec::new(),
-            tensors: TensorMap::new(source),
-            error: None,
-        };
-        model.visit(&mut exporter);
-        if let Some(e) = exporter.error {
-            return Err(e);
-        }
-        let mut checkpoint = Checkpoint::from_reference(config.clone(), exporter.tensors)?;
+        let tensors = export_module(model, source)?;
+        let mut checkpoint = Checkpoint::from_reference(config.clone(), tensors)?;
         checkpoint.source = source.to_string();
         Ok(checkpoint)
     }

@@ -5,8 +5,9 @@ pub use bench::BenchArgs;
 mod convert;
 mod embed;
 mod init;
-mod inputs;
+pub(crate) mod inputs;
 mod labels;
+mod pretrain;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -37,6 +38,8 @@ pub enum Command {
     Init(init::InitArgs),
     /// Convert a Hugging Face MERT folder (or a kit file) to the kit's model file.
     Convert(convert::ConvertArgs),
+    /// Pretrain a MERT model with its masked-prediction recipe (resumable).
+    Pretrain(pretrain::PretrainArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -46,5 +49,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Labels(args) => labels::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Init(args) => init::run(args),
+        Command::Pretrain(args) => pretrain::run(args, cli.quiet),
     }
 }

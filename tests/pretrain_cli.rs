@@ -1,0 +1,252 @@
+//! `mert pretrain` end to end on the committed example clip: a resumed run continues the
+//! unbroken run's loss curve exactly, a `kill -9` leaves only complete checkpoints and the run
+//! resumes from the newest, the exported model loads in `mert embed`, and config errors name
+//! the key.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn mert(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mert"))
+        .args(args)
+        .output()
+        .expect("run mert")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = mert(args);
+    assert!(
+        out.status.success(),
+        "mert {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn example_clip() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/audio/phrase.wav")
+}
+
+/// A run file for the tiny model on the example clip: 1 s crops, 3 s segments.
+fn run_file(dir: &Path, steps: u64, checkpoint_every: u64, extra: &str) -> PathBuf {
+    let clip = example_clip();
+    let text = format!(
+        r#"
+[model]
+preset = "tiny"
+num_hidden_layers = 1
+
+[data]
+train = ["{clip}"]
+valid = ["{clip}"]
+crop_seconds = 1.0
+segment_seconds = 3.0
+cache = "{cache}"
+
+[train]
+max_steps = {steps}
+batch_size = 2
+lr = 1e-3
+warmup_steps = 2
+checkpoint_every = {checkpoint_every}
+keep_checkpoints = 2
+log_every = 1
+valid_every = 3
+valid_batches = 1
+seed = 7
+license = "CC0-1.0"
+{extra}
+"#,
+        clip = clip.display(),
+        cache = dir.join("cache").display(),
+    );
+    let path = dir.join(format!("run-{steps}-{checkpoint_every}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn losses(run: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn resumed_run_continues_the_same_loss_curve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = run_file(tmp.path(), 6, 100, "");
+    let cfg = config.to_str().unwrap();
+    let whole = tmp.path().join("whole");
+    let parts = tmp.path().join("parts");
+    ok(&[
+        "pretrain",
+        "--config",
+        cfg,
+        "--out",
+        whole.to_str().unwrap(),
+        "--quiet",
+    ]);
+    ok(&[
+        "pretrain",
+        "--config",
+        cfg,
+        "--out",
+        parts.to_str().unwrap(),
+        "--quiet",
+        "--stop-at",
+        "3",
+    ]);
+    // Without --resume an existing run is refused rather than overwritten.
+    let again = mert(&[
+        "pretrain",
+        "--config",
+        cfg,
+        "--out",
+        parts.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    ok(&[
+        "pretrain",
+        "--config",
+        cfg,
+        "--out",
+        parts.to_str().unwrap(),
+        "--quiet",
+        "--resume",
+    ]);
+    let (a, b) = (losses(&whole), losses(&parts));
+    assert_eq!(a.len(), 6, "{a:?}");
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    for ((sa, la), (sb, lb)) in a.iter().zip(&b) {
+        assert_eq!(sa, sb);
+        assert!(
+            (la - lb).abs() <= 1e-6 * la.abs(),
+            "step {sa}: {la} vs {lb}"
+        );
+    }
+    // The exported model is a kit file `mert embed` reads.
+    let emb = tmp.path().join("e.npy");
+    ok(&[
+        "embed",
+        example_clip().to_str().unwrap(),
+        "--model",
+        whole.join("model.safetensors").to_str().unwrap(),
+        "--out",
+        emb.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(std::fs::metadata(&emb).unwrap().len() > 1000);
+}
+
+#[test]
+fn kill_9_loses_at_most_one_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = run_file(tmp.path(), 400, 1, "");
+    let run = tmp.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mert"))
+        .args(["pretrain", "--config", config.to_str().unwrap(), "--out"])
+        .arg(&run)
+        .arg("--quiet")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoints = run.join("checkpoints");
+    let started = Instant::now();
+    loop {
+        let done = std::fs::read_dir(&checkpoints)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("step-"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if done >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no checkpoints"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let metrics = losses(&run);
+    let last_logged = metrics.last().map_or(0, |m| m.0);
+    // Every finished checkpoint is complete; the newest is at most one interval behind.
+    let mut newest = 0;
+    for entry in std::fs::read_dir(&checkpoints).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if let Some(step) = name.strip_prefix("step-") {
+            for f in [
+                "model.safetensors",
+                "heads.safetensors",
+                "optimizer.bpk",
+                "state.json",
+            ] {
+                assert!(path.join(f).is_file(), "{name}: {f} missing");
+            }
+            newest = newest.max(step.parse::<u64>().unwrap());
+        }
+    }
+    assert!(
+        newest + 1 >= last_logged,
+        "newest {newest}, logged {last_logged}"
+    );
+    // Resume from there for a few more steps.
+    let short = run_file(tmp.path(), newest + 2, 1, "");
+    ok(&[
+        "pretrain",
+        "--config",
+        short.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--resume",
+        "--quiet",
+    ]);
+    let after = losses(&run);
+    assert_eq!(after.last().unwrap().0, newest + 2);
+    assert!(run.join("model.safetensors").is_file());
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = run_file(tmp.path(), 2, 1, "learning_rate = 3");
+    let out = mert(&[
+        "pretrain",
+        "--config",
+        bad.to_str().unwrap(),
+        "--out",
+        tmp.path().join("r").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("learning_rate"), "{err}");
+    let text = std::fs::read_to_string(&bad)
+        .unwrap()
+        .replace("learning_rate = 3", "")
+        .replace("num_hidden_layers = 1", "num_hidden_layer = 1");
+    std::fs::write(&bad, text).unwrap();
+    let out = mert(&[
+        "pretrain",
+        "--config",
+        bad.to_str().unwrap(),
+        "--out",
+        tmp.path().join("r").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("num_hidden_layer"), "{err}");
+}

@@ -1,0 +1,219 @@
+//! Per-step checkpoints of a pretraining run: `RUN_DIR/checkpoints/step-NNNNNNNN/` holding the
+//! model (the kit's file), the heads, the optimiser state and `state.json`. Each is written in
+//! a temp folder renamed into place, so a `kill -9` leaves either the old set or the new one;
+//! only the newest `keep` are kept.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::tensor::{Device, Tensor};
+use mert_core::load::kit;
+use mert_core::load::tensors::read_safetensors;
+use mert_core::load::weights::{export_module, load_module};
+use mert_core::pretrain::{HeadsConfig, PretrainHeads};
+use mert_core::{Checkpoint, Mert, MertConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::output::write_atomic;
+
+/// The student and its pretraining heads: one module, so one optimiser and one gradient pass.
+#[derive(Module, Debug)]
+pub struct Pretrainer {
+    pub model: Mert,
+    pub heads: PretrainHeads,
+}
+
+/// Give every parameter an id derived from its path (not a random one), so optimiser state
+/// saved by one process maps onto the parameters of the next, and make it trainable.
+struct StableIds {
+    path: Vec<String>,
+}
+
+impl ModuleMapper for StableIds {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let mut h = DefaultHasher::new();
+        self.path.join(".").hash(&mut h);
+        // Ids must be unique per parameter; paths are, so their hashes are (collisions in 64
+        // bits are not a practical concern for a few hundred parameters).
+        let value = param.val().detach().require_grad();
+        Param::initialized(ParamId::from(h.finish()), value)
+    }
+}
+
+impl Pretrainer {
+    pub fn init(config: &MertConfig, heads: &HeadsConfig, device: &Device) -> Self {
+        Self {
+            model: Mert::init(config, device),
+            heads: PretrainHeads::init(heads, config.hidden_size, device),
+        }
+        .stable_ids()
+    }
+
+    fn stable_ids(self) -> Self {
+        self.map(&mut StableIds { path: Vec::new() })
+    }
+}
+
+/// What a checkpoint records besides tensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunState {
+    /// Optimiser steps completed.
+    pub step: u64,
+    pub seed: u64,
+}
+
+pub fn checkpoints_dir(run: &Path) -> PathBuf {
+    run.join("checkpoints")
+}
+
+/// Save after `state.step` steps; prune to the newest `keep`.
+pub fn save(
+    run: &Path,
+    config: &MertConfig,
+    trainer: &Pretrainer,
+    optimizer_bytes: &[u8],
+    state: &RunState,
+    keep: usize,
+    license: &str,
+) -> Result<PathBuf> {
+    let dir = checkpoints_dir(run);
+    std::fs::create_dir_all(&dir)?;
+    let name = format!("step-{:08}", state.step);
+    let final_dir = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    write_atomic(
+        &tmp.join("model.safetensors"),
+        &model_bytes(config, &trainer.model, license, state.step)?,
+    )?;
+    let heads = export_module(&trainer.heads, "heads")?;
+    let heads_ck = HeadsFile(heads);
+    write_atomic(&tmp.join("heads.safetensors"), &heads_ck.to_bytes()?)?;
+    write_atomic(&tmp.join("optimizer.bpk"), optimizer_bytes)?;
+    write_atomic(
+        &tmp.join("state.json"),
+        serde_json::to_string(state)?.as_bytes(),
+    )?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir)?;
+    }
+    std::fs::rename(&tmp, &final_dir)
+        .with_context(|| format!("{}: cannot finish the checkpoint", final_dir.display()))?;
+    sync_dir(&dir);
+    let mut all = list(run)?;
+    while all.len() > keep {
+        let old = all.remove(0);
+        let _ = std::fs::remove_dir_all(old);
+    }
+    Ok(final_dir)
+}
+
+/// The kit's model file for the student alone (what `mert embed` loads).
+pub fn model_bytes(config: &MertConfig, model: &Mert, license: &str, step: u64) -> Result<Vec<u8>> {
+    let mut ck = Checkpoint::from_model(config, model, &format!("mert pretrain, step {step}"))?;
+    ck.license = Some(license.to_string());
+    Ok(kit::to_bytes(&ck)?)
+}
+
+/// Finished checkpoints, oldest first (unfinished temp folders are ignored).
+pub fn list(run: &Path) -> Result<Vec<PathBuf>> {
+    let dir = checkpoints_dir(run);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("step-"))
+                && p.join("state.json").is_file()
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// Load a checkpoint folder: trainer (stable ids), optimiser bytes, state.
+pub fn load(
+    dir: &Path,
+    heads_config: &HeadsConfig,
+    device: &Device,
+) -> Result<(MertConfig, Pretrainer, Vec<u8>, RunState)> {
+    let at = |f: &str| dir.join(f);
+    let state: RunState = serde_json::from_str(
+        &std::fs::read_to_string(at("state.json"))
+            .with_context(|| format!("{}", at("state.json").display()))?,
+    )
+    .with_context(|| format!("{}: bad state", at("state.json").display()))?;
+    let (config, model) = mert_core::load_path(&at("model.safetensors"))?.into_model(device)?;
+    let bytes = std::fs::read(at("heads.safetensors"))
+        .with_context(|| format!("{}", at("heads.safetensors").display()))?;
+    let (tensors, _) = read_safetensors(&bytes, &at("heads.safetensors").display().to_string())?;
+    let heads = load_module(
+        PretrainHeads::init(heads_config, config.hidden_size, device),
+        tensors,
+        device,
+    )?;
+    let optimizer = std::fs::read(at("optimizer.bpk"))
+        .with_context(|| format!("{}", at("optimizer.bpk").display()))?;
+    let trainer = Pretrainer { model, heads }.stable_ids();
+    Ok((config, trainer, optimizer, state))
+}
+
+/// The heads as a plain safetensors file.
+struct HeadsFile(mert_core::load::TensorMap);
+
+impl HeadsFile {
+    fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut names: Vec<&String> = self.0.tensors.keys().collect();
+        names.sort();
+        let raw: Vec<(String, Vec<usize>, Vec<u8>)> = names
+            .iter()
+            .map(|n| {
+                let t = &self.0.tensors[*n];
+                let bytes = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                ((*n).clone(), t.shape.clone(), bytes)
+            })
+            .collect();
+        let views = raw
+            .iter()
+            .map(|(n, s, b)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .map(|v| (n.as_str(), v))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(safetensors::serialize(views, None)?)
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+pub fn ensure_empty_or_resume(run: &Path, resume: bool) -> Result<Option<PathBuf>> {
+    let latest = list(run)?.pop();
+    match (resume, latest) {
+        (true, Some(dir)) => Ok(Some(dir)),
+        (true, None) => Ok(None),
+        (false, Some(dir)) => bail!(
+            "{}: the run already has checkpoints ({}); pass --resume to continue it or choose another --out",
+            run.display(),
+            dir.display()
+        ),
+        (false, None) => Ok(None),
+    }
+}

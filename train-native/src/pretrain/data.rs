@@ -1,0 +1,337 @@
+//! The training corpus: audio folders decoded once into fixed-length segments at the model's
+//! rate, each stored with its teacher labels (CQT, codec codes) in `cache/NNNNN-SSSS.safetensors`,
+//! so no epoch recomputes a teacher. Batches are random crops of random segments, drawn from
+//! `(seed, step)` alone: any step's batch can be rebuilt, which makes resume exact.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use anyhow::{Context, Result, bail};
+use mert_core::MertConfig;
+use mert_core::audio::{decode_file, resample};
+use mert_core::pretrain::StepRng;
+use mert_core::teachers::Cqt;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::inputs::collect_inputs;
+use crate::output::write_atomic;
+
+/// Codes `[frames, codebooks]` (row-major) of a mono signal at the model's rate.
+pub type CodesFn = dyn Fn(&[f32]) -> Result<(usize, Vec<i64>)> + Send + Sync;
+
+/// What the cached labels were made with; a cache built otherwise is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheMeta {
+    pub sample_rate: u32,
+    pub segment_samples: usize,
+    pub cqt: bool,
+    pub codec: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Segment {
+    pub file: String,
+    pub source: PathBuf,
+    pub samples: usize,
+    pub frames: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Corpus {
+    pub dir: PathBuf,
+    pub meta: CacheMeta,
+    pub segments: Vec<Segment>,
+    /// Input files that could not be read (reported, skipped).
+    pub skipped: Vec<String>,
+}
+
+impl Corpus {
+    pub fn seconds(&self) -> f64 {
+        self.segments.iter().map(|s| s.samples).sum::<usize>() as f64 / self.meta.sample_rate as f64
+    }
+}
+
+/// Decode `inputs` into `dir` (resumable: finished segments are kept), labels included.
+pub fn prepare(
+    inputs: &[PathBuf],
+    dir: &Path,
+    model: &MertConfig,
+    meta: CacheMeta,
+    cqt: Option<&Cqt>,
+    codes: Option<&CodesFn>,
+    mut progress: impl FnMut(&str),
+) -> Result<Corpus> {
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let meta_path = dir.join("meta.json");
+    if meta_path.exists() {
+        let text = std::fs::read_to_string(&meta_path)?;
+        let found: CacheMeta = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a label cache", meta_path.display()))?;
+        if found != meta {
+            bail!(
+                "{}: this label cache was built with other settings ({text}); delete it or point [data] cache elsewhere",
+                dir.display()
+            );
+        }
+    } else {
+        write_atomic(&meta_path, serde_json::to_string(&meta)?.as_bytes())?;
+    }
+    let files = collect_inputs(inputs)?;
+    let index_path = dir.join("index.json");
+    let mut known: HashMap<String, Segment> = HashMap::new();
+    if let Ok(text) = std::fs::read_to_string(&index_path)
+        && let Ok(old) = serde_json::from_str::<Corpus>(&text)
+    {
+        known = old
+            .segments
+            .into_iter()
+            .map(|s| (s.file.clone(), s))
+            .collect();
+    }
+    let mut corpus = Corpus {
+        dir: dir.to_path_buf(),
+        meta: meta.clone(),
+        segments: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (i, input) in files.iter().enumerate() {
+        let first = format!("{i:05}-0000.safetensors");
+        if known.contains_key(&first) {
+            let mut s = 0;
+            while let Some(seg) = known.remove(&format!("{i:05}-{s:04}.safetensors")) {
+                corpus.segments.push(seg);
+                s += 1;
+            }
+            continue;
+        }
+        progress(&format!(
+            "labels {}/{}: {}",
+            i + 1,
+            files.len(),
+            input.path.display()
+        ));
+        let audio = match decode_file(&input.path)
+            .and_then(|a| resample(&a.samples, a.sample_rate, meta.sample_rate))
+        {
+            Ok(a) => a,
+            Err(e) => {
+                corpus
+                    .skipped
+                    .push(format!("{}: {e}", input.path.display()));
+                continue;
+            }
+        };
+        if audio.iter().any(|x| !x.is_finite()) {
+            corpus
+                .skipped
+                .push(format!("{}: non-finite samples", input.path.display()));
+            continue;
+        }
+        for (s, chunk) in audio.chunks(meta.segment_samples).enumerate() {
+            let frames = model.frames_for(chunk.len());
+            if frames == 0 {
+                continue;
+            }
+            let file = format!("{i:05}-{s:04}.safetensors");
+            let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = vec![(
+                "audio".into(),
+                Dtype::F32,
+                vec![chunk.len()],
+                f32_bytes(chunk),
+            )];
+            if let Some(cqt) = cqt {
+                let m = cqt.magnitudes(chunk, threads)?;
+                let bins = cqt.config().n_bins;
+                tensors.push((
+                    "cqt".into(),
+                    Dtype::F32,
+                    vec![frames, bins],
+                    f32_bytes(&m[..frames * bins]),
+                ));
+            }
+            if let Some(codes) = codes {
+                let (code_frames, c) = codes(chunk)?;
+                if code_frames < frames {
+                    bail!(
+                        "{}: the codec gave {code_frames} frames for {frames} model frames",
+                        input.path.display()
+                    );
+                }
+                let k = c.len() / code_frames;
+                let bytes = c[..frames * k]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                tensors.push(("codes".into(), Dtype::I64, vec![frames, k], bytes));
+            }
+            write_segment(&dir.join(&file), &tensors)?;
+            corpus.segments.push(Segment {
+                file,
+                source: input.path.clone(),
+                samples: chunk.len(),
+                frames,
+            });
+        }
+        // Keep the index current so an interrupted preparation resumes where it stopped.
+        write_atomic(&index_path, serde_json::to_string(&corpus)?.as_bytes())?;
+    }
+    write_atomic(&index_path, serde_json::to_string(&corpus)?.as_bytes())?;
+    if corpus.segments.is_empty() {
+        bail!("no usable audio in {:?}", inputs);
+    }
+    Ok(corpus)
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn write_segment(path: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) -> Result<()> {
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)
+                .map(|v| (name.as_str(), v))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let bytes = safetensors::serialize(views, None)?;
+    write_atomic(path, &bytes)
+}
+
+/// One micro-batch: clean crops and their labels for the crops' model frames.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub audio: Vec<Vec<f32>>,
+    pub frames: usize,
+    /// `[batch * frames * bins]`
+    pub cqt: Option<Vec<f32>>,
+    pub bins: usize,
+    /// `[batch * frames * codebooks]`
+    pub codes: Option<Vec<i64>>,
+    pub codebooks: usize,
+}
+
+/// Crop geometry: `frames` model frames need `samples` samples.
+#[derive(Debug, Clone, Copy)]
+pub struct Crop {
+    pub frames: usize,
+    pub samples: usize,
+    pub hop: usize,
+}
+
+impl Crop {
+    pub fn new(model: &MertConfig, seconds: f64) -> Result<Self> {
+        let (receptive, hop) = model.conv_geometry();
+        let want = (seconds * model.sample_rate as f64).round() as usize;
+        let frames = model.frames_for(want);
+        if frames == 0 {
+            bail!("[data] crop_seconds: shorter than one model frame");
+        }
+        Ok(Self {
+            frames,
+            samples: (frames - 1) * hop + receptive,
+            hop,
+        })
+    }
+}
+
+/// The crops of one micro-batch, drawn from `rng`.
+pub fn draw_batch(corpus: &Corpus, crop: Crop, size: usize, rng: &mut StepRng) -> Result<Batch> {
+    let usable: Vec<&Segment> = corpus
+        .segments
+        .iter()
+        .filter(|s| s.frames >= crop.frames)
+        .collect();
+    if usable.is_empty() {
+        bail!(
+            "{}: no segment is as long as one crop",
+            corpus.dir.display()
+        );
+    }
+    let mut batch = Batch {
+        audio: Vec::with_capacity(size),
+        frames: crop.frames,
+        cqt: corpus.meta.cqt.then(Vec::new),
+        bins: 0,
+        codes: corpus.meta.codec.is_some().then(Vec::new),
+        codebooks: 0,
+    };
+    for _ in 0..size {
+        let seg = usable[rng.range(0, usable.len() - 1)];
+        let offset = rng.range(0, seg.frames - crop.frames);
+        let path = corpus.dir.join(&seg.file);
+        let bytes = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .with_context(|| format!("{}: not a label segment", path.display()))?;
+        let audio = f32_tensor(&st, "audio", &path)?;
+        let start = offset * crop.hop;
+        batch
+            .audio
+            .push(audio[start..start + crop.samples].to_vec());
+        if let Some(out) = batch.cqt.as_mut() {
+            let cqt = f32_tensor(&st, "cqt", &path)?;
+            let bins = cqt.len() / seg.frames;
+            batch.bins = bins;
+            out.extend_from_slice(&cqt[offset * bins..(offset + crop.frames) * bins]);
+        }
+        if let Some(out) = batch.codes.as_mut() {
+            let t = st
+                .tensor("codes")
+                .with_context(|| format!("{}: no codes", path.display()))?;
+            let k = t.shape()[1];
+            batch.codebooks = k;
+            let data = &t.data()[offset * k * 8..(offset + crop.frames) * k * 8];
+            out.extend(
+                data.chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))),
+            );
+        }
+    }
+    Ok(batch)
+}
+
+fn f32_tensor(st: &SafeTensors, name: &str, path: &Path) -> Result<Vec<f32>> {
+    let t = st
+        .tensor(name)
+        .with_context(|| format!("{}: no tensor {name}", path.display()))?;
+    if t.dtype() != Dtype::F32 {
+        bail!("{}: {name}: expected f32", path.display());
+    }
+    Ok(t.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect())
+}
+
+/// Micro-batches for steps `start..end` (`update_freq` per step), prepared on a worker thread
+/// two steps ahead of the training loop.
+pub fn prefetch(
+    corpus: Arc<Corpus>,
+    crop: Crop,
+    batch_size: usize,
+    update_freq: usize,
+    seed: u64,
+    start: u64,
+    end: u64,
+) -> Receiver<Result<Vec<Batch>>> {
+    let (tx, rx) = sync_channel(2);
+    std::thread::spawn(move || {
+        for step in start..end {
+            let micro = (0..update_freq)
+                .map(|m| {
+                    let mut rng = StepRng::for_step(seed, step, 100 + m as u64);
+                    draw_batch(&corpus, crop, batch_size, &mut rng)
+                })
+                .collect::<Result<Vec<_>>>();
+            let failed = micro.is_err();
+            if tx.send(micro).is_err() || failed {
+                return;
+            }
+        }
+    });
+    rx
+}

@@ -1,0 +1,208 @@
+//! `mert pretrain`: MERT's masked-prediction pretraining on the user's audio, resumable.
+//! The recipe's pieces (masking, noise mixture, heads, loss, schedule) are in
+//! `mert_core::pretrain`; this module owns the run folder, the data and the loop.
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use mert_core::pretrain::StepRng;
+use mert_core::teachers::{Cqt, CqtConfig};
+
+use crate::backend::Backend;
+use crate::output::write_atomic;
+use checkpoint::{Pretrainer, RunState};
+use config::RunConfig;
+use data::{CacheMeta, Corpus, Crop, draw_batch, prepare};
+use train::{Metrics, Run};
+
+/// What a finished run reports.
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    pub run: PathBuf,
+    pub model: PathBuf,
+    pub steps: u64,
+    pub resumed_from: Option<u64>,
+    pub train_seconds_of_audio: f64,
+    pub skipped_files: Vec<String>,
+    pub final_loss: Option<f64>,
+}
+
+pub fn pretrain(
+    config_path: &Path,
+    out: &Path,
+    resume: bool,
+    stop_at: Option<u64>,
+    backend: Backend,
+    mut on_log: impl FnMut(&Metrics, u64),
+    mut on_note: impl FnMut(&str),
+) -> Result<Summary> {
+    let config = RunConfig::load(config_path)?;
+    let model_config = config.model_config()?;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let latest = checkpoint::ensure_empty_or_resume(out, resume)?;
+    write_atomic(&out.join("config.toml"), config.to_toml()?.as_bytes())?;
+
+    let device = backend.device()?.autodiff();
+    device.seed(config.train.seed);
+
+    let cache = config
+        .data
+        .cache
+        .clone()
+        .unwrap_or_else(|| out.join("cache"));
+    let (receptive, hop) = model_config.conv_geometry();
+    let _ = receptive;
+    let cqt = if config.teachers.cqt {
+        Some(Cqt::new(CqtConfig {
+            sample_rate: model_config.sample_rate,
+            hop_length: hop,
+            ..CqtConfig::default()
+        })?)
+    } else {
+        None
+    };
+    if let Some(codec) = &config.teachers.codec {
+        bail!(
+            "[teachers] codec = {}: the codec teacher is not available in this build yet; use cqt only",
+            codec.display()
+        );
+    }
+    let meta = CacheMeta {
+        sample_rate: model_config.sample_rate,
+        segment_samples: (config.data.segment_seconds * model_config.sample_rate as f64).round()
+            as usize,
+        cqt: cqt.is_some(),
+        codec: None,
+    };
+    let build = |inputs: &[PathBuf], name: &str, on_note: &mut dyn FnMut(&str)| {
+        prepare(
+            inputs,
+            &cache.join(name),
+            &model_config,
+            meta.clone(),
+            cqt.as_ref(),
+            None,
+            |s| on_note(s),
+        )
+    };
+    let train_corpus = Arc::new(build(&config.data.train, "train", &mut on_note)?);
+    let valid_corpus = if config.data.valid.is_empty() {
+        None
+    } else {
+        Some(Arc::new(build(&config.data.valid, "valid", &mut on_note)?))
+    };
+    for skipped in &train_corpus.skipped {
+        on_note(&format!("skipped: {skipped}"));
+    }
+    let crop = Crop::new(&model_config, config.data.crop_seconds)?;
+    check_labels(&config, &train_corpus, crop)?;
+
+    let (trainer, optim, state, resumed_from) = match latest {
+        Some(dir) => {
+            let (saved, trainer, bytes, state) = checkpoint::load(&dir, &config.heads, &device)?;
+            if saved != model_config {
+                bail!(
+                    "{}: the checkpoint's model differs from [model] in {}",
+                    dir.display(),
+                    config_path.display()
+                );
+            }
+            let optim = train::optimizer(&config)
+                .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+                .map_err(|e| anyhow::anyhow!("{}: optimizer state: {e:?}", dir.display()))?;
+            on_note(&format!(
+                "resuming from {} (step {})",
+                dir.display(),
+                state.step
+            ));
+            let step = state.step;
+            (trainer, optim, state, Some(step))
+        }
+        None => (
+            Pretrainer::init(&model_config, &config.heads, &device),
+            train::optimizer(&config),
+            RunState {
+                step: 0,
+                seed: config.train.seed,
+            },
+            None,
+        ),
+    };
+    let run = Run {
+        dir: out,
+        config: &config,
+        model_config: model_config.clone(),
+        device,
+        train: train_corpus.clone(),
+        valid: valid_corpus,
+        crop,
+        stop_at,
+    };
+    let max = config.train.max_steps;
+    let mut final_loss = None;
+    let trainer = train::train(&run, trainer, optim, state, |m| {
+        final_loss = Some(m.loss);
+        on_log(m, max)
+    })?;
+    let model_path = out.join("model.safetensors");
+    let steps = match stop_at {
+        Some(stop) if stop < max => stop,
+        _ => max,
+    };
+    if steps < max {
+        return Ok(Summary {
+            run: out.to_path_buf(),
+            model: checkpoint::list(out)?.pop().unwrap_or_default(),
+            steps,
+            resumed_from,
+            train_seconds_of_audio: train_corpus.seconds(),
+            skipped_files: train_corpus.skipped.clone(),
+            final_loss,
+        });
+    }
+    write_atomic(
+        &model_path,
+        &checkpoint::model_bytes(
+            &model_config,
+            &trainer.model,
+            &config.train.license,
+            config.train.max_steps,
+        )?,
+    )?;
+    Ok(Summary {
+        run: out.to_path_buf(),
+        model: model_path,
+        steps: config.train.max_steps,
+        resumed_from,
+        train_seconds_of_audio: train_corpus.seconds(),
+        skipped_files: train_corpus.skipped.clone(),
+        final_loss,
+    })
+}
+
+/// The cached labels must fit the heads (bins, codebooks) before any step runs.
+fn check_labels(config: &RunConfig, corpus: &Corpus, crop: Crop) -> Result<()> {
+    let mut rng = StepRng::new(0);
+    let batch = draw_batch(corpus, crop, 1, &mut rng)?;
+    if batch.cqt.is_some() && batch.bins != config.heads.cqt_bins {
+        bail!(
+            "[heads] cqt_bins = {} but the CQT teacher gives {} bins",
+            config.heads.cqt_bins,
+            batch.bins
+        );
+    }
+    if batch.codes.is_some() && batch.codebooks != config.heads.codebooks {
+        bail!(
+            "[heads] codebooks = {} but the codec gives {} codebooks",
+            config.heads.codebooks,
+            batch.codebooks
+        );
+    }
+    Ok(())
+}
