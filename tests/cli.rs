@@ -540,3 +540,79 @@ fn usage_errors_are_one_line_too() {
     }
     assert!(mert(&["--help"]).status.success());
 }
+
+#[test]
+fn labels_with_codec_write_codes_aligned_with_the_model_frames() {
+    // input0.wav is row 0 of the codec fixture's `det` input (2 s, 48 000 samples):
+    // 150 codec frames, of which the model's 149 are kept.
+    let wav = fixture("mert_tiny").join("input0.wav");
+    let codec = fixture("codec/encodec.th");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("l.safetensors");
+    ok(&[
+        "labels",
+        wav.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--codec",
+        codec.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(&out).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let codes = st.tensor("codes").unwrap();
+    assert_eq!(codes.dtype(), safetensors::Dtype::I64);
+    assert_eq!(codes.shape(), &[149, 8]);
+    assert_eq!(st.tensor("cqt").unwrap().shape(), &[151, 336]);
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    assert_eq!(meta["mert.model_frames"], "149");
+    assert_eq!(meta["mert.codec_frames"], "150");
+    assert!(
+        meta["mert.codec"].contains("\"n_q\":8"),
+        "{}",
+        meta["mert.codec"]
+    );
+    let got: Vec<i64> = codes
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    // the reference codes `det.codes` (2, 8, 150) from encodec 0.1.1, row 0
+    let refs = std::fs::read(fixture("codec/reference.safetensors")).unwrap();
+    let refs = safetensors::SafeTensors::deserialize(&refs).unwrap();
+    let want: Vec<i64> = refs
+        .tensor("det.codes")
+        .unwrap()
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let mismatches = (0..149)
+        .filter(|&t| (0..8).any(|q| got[t * 8 + q] != want[q * 150 + t]))
+        .count();
+    assert_eq!(mismatches, 0);
+
+    fails_with(
+        &[
+            "labels",
+            wav.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--codec",
+            "/no/such/encodec.th",
+        ],
+        &["/no/such/encodec.th"],
+    );
+    fails_with(
+        &[
+            "labels",
+            wav.to_str().unwrap(),
+            "--out",
+            tmp.path().join("m.safetensors").to_str().unwrap(),
+            "--codec",
+            fixture("malicious_bin/eval.bin").to_str().unwrap(),
+        ],
+        &["eval.bin", "refused"],
+    );
+    assert!(!tmp.path().join("m.safetensors").exists());
+}

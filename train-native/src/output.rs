@@ -99,6 +99,43 @@ pub fn safetensors_bytes(
     safetensors::serialize([(name, view)], Some(metadata)).context("cannot serialise the output")
 }
 
+/// The data of one tensor for [`safetensors_multi_bytes`].
+#[derive(Debug, Clone, Copy)]
+pub enum ArrayData<'a> {
+    F32(&'a [f32]),
+    I64(&'a [i64]),
+}
+
+/// A `.safetensors` file with several tensors (float32 or int64) and string metadata.
+pub fn safetensors_multi_bytes(
+    tensors: &[(&str, &[usize], ArrayData)],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let raw: Vec<(safetensors::Dtype, Vec<u8>)> = tensors
+        .iter()
+        .map(|(_, _, data)| match data {
+            ArrayData::F32(v) => (
+                safetensors::Dtype::F32,
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            ArrayData::I64(v) => (
+                safetensors::Dtype::I64,
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+        })
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&raw)
+        .map(|((name, shape, _), (dtype, bytes))| {
+            safetensors::tensor::TensorView::new(*dtype, shape.to_vec(), bytes)
+                .map(|view| (*name, view))
+                .with_context(|| format!("cannot build the output tensor `{name}`"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, Some(metadata)).context("cannot serialise the output")
+}
+
 /// Writes a float32 array of a shape known up front into a temp file, frames in any order,
 /// then renames it into place: long outputs never sit in memory, and a failed run leaves
 /// nothing behind (the temp file is removed on drop).
@@ -244,6 +281,24 @@ mod tests {
         assert_eq!(b.len(), 10 + hlen + 24);
         let b = npy_bytes(&[5], &[0.0; 5]);
         assert!(String::from_utf8_lossy(&b[10..74]).contains("'shape': (5,)"));
+    }
+
+    #[test]
+    fn multi_tensor_safetensors_keep_dtypes() {
+        let bytes = safetensors_multi_bytes(
+            &[
+                ("a", &[2], ArrayData::F32(&[1.5, -2.0])),
+                ("b", &[1, 3], ArrayData::I64(&[7, 0, 1023])),
+            ],
+            HashMap::from([("k".to_string(), "v".to_string())]),
+        )
+        .unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let b = st.tensor("b").unwrap();
+        assert_eq!(b.dtype(), safetensors::Dtype::I64);
+        assert_eq!(b.shape(), &[1, 3]);
+        assert_eq!(&b.data()[16..24], &1023i64.to_le_bytes());
+        assert_eq!(st.tensor("a").unwrap().dtype(), safetensors::Dtype::F32);
     }
 
     #[test]

@@ -1,18 +1,28 @@
-//! `mert labels AUDIO... --out FILE|DIR`: the teacher targets MERT is pretrained on, as
-//! safetensors: `cqt` `[frames, bins]` f32 (75 Hz for MERT-v1). CQT frame `t` pairs with model
-//! frame `t`; the metadata states both counts.
+//! `mert labels AUDIO... --out FILE|DIR [--codec CODEC]`: the teacher targets MERT is
+//! pretrained on, as safetensors: `cqt` `[frames, bins]` f32 (75 Hz for MERT-v1) and, with a
+//! codec, `codes` `[frames, n_q]` i64 (EnCodec-compatible RVQ codes, 8 codebooks at 6 kbps).
+//!
+//! Alignment, for `L` samples at 24 kHz: the MERT model's frame `t` spans samples
+//! `[320 t, 320 t + 400)` and there are `floor((L - 400) / 320) + 1` of them
+//! (`mert.model_frames`). CQT frame `t` is centred on sample `320 t` (`1 + L / 320` frames, all
+//! written; the first `mert.model_frames` are the targets). Codec frame `t` covers samples
+//! `[320 t, 320 t + 320)` (computed causally from everything before it); there are
+//! `ceil(L / 320)` of them (`mert.codec_frames`), never fewer than the model's, and `codes`
+//! keeps exactly the first `mert.model_frames`. So row `t` of `codes` and of `cqt` is the target
+//! of model frame `t`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
 use clap::Args;
 use mert_core::MertConfig;
 use mert_core::audio::{decode_file, resample};
-use mert_core::teachers::{Cqt, CqtConfig};
+use mert_core::teachers::{Codec, Cqt, CqtConfig, load_codec_path};
 
 use super::inputs::{collect_inputs, output_for};
-use crate::output::{safetensors_bytes, write_atomic};
+use crate::output::{ArrayData, safetensors_multi_bytes, write_atomic};
 
 #[derive(Debug, Args)]
 pub struct LabelsArgs {
@@ -25,6 +35,29 @@ pub struct LabelsArgs {
     /// Threads for the CQT (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Also write the acoustic teacher's `codes`: an EnCodec 24 kHz checkpoint
+    /// (`encodec_24khz-*.th`, read without executing it) or the kit's codec `.safetensors`.
+    #[arg(long)]
+    pub codec: Option<PathBuf>,
+}
+
+/// Load the codec and check that its frames line up with the CQT's and the model's.
+fn load_codec(path: &std::path::Path, cqt: &CqtConfig) -> Result<(Codec, String, String)> {
+    let checkpoint = load_codec_path(path)?;
+    let config = &checkpoint.config;
+    if config.sample_rate != cqt.sample_rate || config.hop_length() != cqt.hop_length {
+        bail!(
+            "{}: codec frames ({} samples at {} Hz) do not line up with the model's ({} at {} Hz)",
+            path.display(),
+            config.hop_length(),
+            config.sample_rate,
+            cqt.hop_length,
+            cqt.sample_rate
+        );
+    }
+    let json = serde_json::to_string(config)?;
+    let source = checkpoint.source.clone();
+    Ok((checkpoint.into_codec(&Device::flex())?, json, source))
 }
 
 pub fn run(args: LabelsArgs) -> Result<()> {
@@ -49,6 +82,11 @@ pub fn run(args: LabelsArgs) -> Result<()> {
     }
     let config = CqtConfig::default();
     let cqt = Cqt::cached(&config)?;
+    let codec = args
+        .codec
+        .as_deref()
+        .map(|path| load_codec(path, &config))
+        .transpose()?;
     let mut failed = 0;
     for input in &inputs {
         let out = if single {
@@ -74,13 +112,31 @@ pub fn run(args: LabelsArgs) -> Result<()> {
             }
             let mags = cqt.magnitudes(&samples, threads)?;
             let frames = config.frames_for(samples.len());
-            let metadata = HashMap::from([
+            let mut metadata = HashMap::from([
                 ("mert.cqt".to_string(), serde_json::to_string(&config)?),
                 ("mert.source".to_string(), input.path.display().to_string()),
                 ("mert.samples".to_string(), samples.len().to_string()),
                 ("mert.model_frames".to_string(), model_frames.to_string()),
             ]);
-            let bytes = safetensors_bytes("cqt", &[frames, config.n_bins], &mags, metadata)?;
+            let cqt_shape = [frames, config.n_bins];
+            let mut tensors = vec![("cqt", &cqt_shape[..], ArrayData::F32(&mags))];
+            let codes = match &codec {
+                Some((codec, codec_json, codec_source)) => {
+                    let mut codes = codec.encode(&samples)?;
+                    metadata.insert("mert.codec".to_string(), codec_json.clone());
+                    metadata.insert("mert.codec.source".to_string(), codec_source.clone());
+                    metadata.insert("mert.codec_frames".to_string(), codes.frames.to_string());
+                    // ceil(L / 320) >= floor((L - 400) / 320) + 1: keep the model's frames.
+                    codes.truncate(model_frames);
+                    Some(codes)
+                }
+                None => None,
+            };
+            let codes_shape = codes.as_ref().map(|c| [c.frames, c.n_q]);
+            if let (Some(codes), Some(shape)) = (&codes, &codes_shape) {
+                tensors.push(("codes", &shape[..], ArrayData::I64(&codes.data)));
+            }
+            let bytes = safetensors_multi_bytes(&tensors, metadata)?;
             write_atomic(&out, &bytes)
         })()
         .with_context(|| input.path.display().to_string());
