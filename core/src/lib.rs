@@ -7,6 +7,7 @@ pub mod error;
 pub mod load;
 pub mod model;
 pub mod pretrain;
+pub mod probe;
 pub mod teachers;
 
 pub use burn;

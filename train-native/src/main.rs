@@ -5,6 +5,7 @@ mod backend;
 mod cli;
 mod output;
 mod pretrain;
+mod probe;
 mod progress;
 
 use clap::Parser;

@@ -25,6 +25,15 @@ pub struct Checkpoint {
     pub source: String,
     /// Training-only tensors present in the source and not loaded.
     pub skipped: Vec<String>,
+    /// A tagging head stored with the model (`head.*` tensors, `mert.head` metadata).
+    pub head: Option<HeadWeights>,
+}
+
+/// A tagging head's description and weights (keys without the `head.` prefix).
+#[derive(Debug, Clone)]
+pub struct HeadWeights {
+    pub config: crate::probe::HeadConfig,
+    pub tensors: TensorMap,
 }
 
 impl Checkpoint {
@@ -52,6 +61,7 @@ impl Checkpoint {
             license: None,
             source,
             skipped,
+            head: None,
         })
     }
 }

@@ -1,4 +1,4 @@
-//! `mert init --preset NAME --out FILE.safetensors [--seed N]`: a randomly initialised model
+//! `mert init --preset NAME|--like MODEL --out FILE.safetensors [--seed N]`: a randomly initialised model
 //! of a named shape, as a kit file: the starting point for pretraining from scratch, and a
 //! model of the real size for benchmarks where official weights are not at hand.
 
@@ -15,8 +15,12 @@ use crate::output::write_atomic;
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// mert-v1-95m, mert-v1-330m, mert-v0 or tiny.
+    #[arg(long, required_unless_present = "like", conflicts_with = "like")]
+    pub preset: Option<String>,
+    /// Take the shape from this model (kit file or HF folder): e.g. a random-init baseline
+    /// for a trained model.
     #[arg(long)]
-    pub preset: String,
+    pub like: Option<PathBuf>,
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, default_value_t = 0)]
@@ -30,14 +34,21 @@ pub fn run(args: InitArgs) -> Result<()> {
             args.out.display()
         );
     }
-    let config = MertConfig::preset(&args.preset)?;
+    let (config, shape) = match (&args.preset, &args.like) {
+        (Some(name), _) => (MertConfig::preset(name)?, format!("preset {name}")),
+        (None, Some(path)) => (
+            mert_core::load_path(path)?.config,
+            format!("shape of {}", path.display()),
+        ),
+        (None, None) => bail!("give --preset or --like"),
+    };
     let device = Device::flex();
     device.seed(args.seed);
     let model = Mert::init(&config, &device);
     let mut checkpoint = Checkpoint::from_model(
         &config,
         &model,
-        &format!("random init, preset {}, seed {}", args.preset, args.seed),
+        &format!("random init, {shape}, seed {}", args.seed),
     )?;
     checkpoint.license = Some("CC0-1.0 (random weights)".into());
     write_atomic(&args.out, &mert_core::load::kit::to_bytes(&checkpoint)?)

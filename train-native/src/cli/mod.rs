@@ -8,6 +8,7 @@ mod init;
 pub(crate) mod inputs;
 mod labels;
 mod pretrain;
+mod probe;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -40,6 +41,8 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Pretrain a MERT model with its masked-prediction recipe (resumable).
     Pretrain(pretrain::PretrainArgs),
+    /// Train a tagging head on frozen features (MARBLE protocol); prints ROC-AUC/PR-AUC JSON.
+    Probe(probe::ProbeArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -50,5 +53,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Init(args) => init::run(args),
         Command::Pretrain(args) => pretrain::run(args, cli.quiet),
+        Command::Probe(args) => probe::run(args, cli.quiet),
     }
 }

@@ -169,7 +169,7 @@ impl Default for AugmentConfig {
 
 impl AugmentConfig {
     pub fn mixture(&self) -> Option<NoiseMixture> {
-        self.enabled.then(|| NoiseMixture {
+        self.enabled.then_some(NoiseMixture {
             prob: self.prob,
             min_seconds: self.min_seconds,
             max_seconds: self.max_seconds,
@@ -214,7 +214,7 @@ impl RunConfig {
         if self.data.train.is_empty() {
             bail!("{at}: [data] train: expected at least one folder or file");
         }
-        if !(self.data.crop_seconds > 0.0) {
+        if self.data.crop_seconds.is_nan() || self.data.crop_seconds <= 0.0 {
             bail!("{at}: [data] crop_seconds: expected > 0");
         }
         if self.data.segment_seconds < self.data.crop_seconds {
@@ -229,7 +229,7 @@ impl RunConfig {
         if t.keep_checkpoints == 0 {
             bail!("{at}: [train] keep_checkpoints: expected >= 1");
         }
-        if !(t.lr > 0.0) {
+        if t.lr.is_nan() || t.lr <= 0.0 {
             bail!("{at}: [train] lr: expected > 0");
         }
         if !(0.0..1.0).contains(&self.masking.prob) || self.masking.length == 0 {

@@ -251,14 +251,14 @@ pub fn train(
         window.5 += 1;
         let last = state.step == t.max_steps;
         let stopping = run.stop_at == Some(state.step);
-        let checkpoint_now = state.step % t.checkpoint_every == 0 || last || stopping;
-        if state.step % t.log_every == 0 || last {
+        let checkpoint_now = state.step.is_multiple_of(t.checkpoint_every) || last || stopping;
+        if state.step.is_multiple_of(t.log_every) || last {
             let n = window.5 as f64;
             let secs = window.6.elapsed().as_secs_f64().max(1e-9);
             let valid_due = if t.valid_every == 0 {
                 checkpoint_now
             } else {
-                state.step % t.valid_every == 0
+                state.step.is_multiple_of(t.valid_every)
             };
             let metrics = Metrics {
                 step: state.step,

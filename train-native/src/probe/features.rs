@@ -1,0 +1,145 @@
+//! Clip features for probing and tagging: the time-mean of every MERT hidden state (streamed,
+//! so clip length does not matter), or, as a baseline, the log of the time-mean CQT. Cached on
+//! disk per (extractor, file) so trying several heads costs one pass over the audio.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use burn::tensor::Device;
+use mert_core::audio::{decode_file, resample};
+use mert_core::embed::{EmbedOptions, FileSource, run_windows};
+use mert_core::probe::SegmentMeans;
+use mert_core::teachers::Cqt;
+use mert_core::{Mert, MertConfig};
+
+use crate::output::write_atomic;
+
+pub enum Extractor {
+    Mert {
+        model: Mert,
+        config: MertConfig,
+        options: EmbedOptions,
+        device: Device,
+        /// Identifies the weights in cache keys.
+        id: String,
+    },
+    Cqt(Box<Cqt>),
+}
+
+impl Extractor {
+    /// `(states, dim)` of one clip's features.
+    pub fn shape(&self) -> (usize, usize) {
+        match self {
+            Extractor::Mert { config, .. } => (config.num_hidden_states(), config.hidden_size),
+            Extractor::Cqt(cqt) => (1, cqt.config().n_bins),
+        }
+    }
+
+    fn key(&self) -> String {
+        match self {
+            Extractor::Mert { id, options, .. } => format!("mert:{id}:{options:?}"),
+            Extractor::Cqt(cqt) => format!("cqt:{:?}", cqt.config()),
+        }
+    }
+
+    /// Features of one file, `[states * dim]`.
+    pub fn clip(&self, path: &Path) -> Result<Vec<f32>> {
+        match self {
+            Extractor::Mert {
+                model,
+                options,
+                device,
+                ..
+            } => {
+                let mut sink = SegmentMeans::new(0);
+                mert_pooled(model, options, device, path, &mut sink)?;
+                Ok(sink.mean())
+            }
+            Extractor::Cqt(cqt) => {
+                let audio = decode_file(path)?;
+                let samples =
+                    resample(&audio.samples, audio.sample_rate, cqt.config().sample_rate)?;
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let m = cqt.magnitudes(&samples, threads)?;
+                let bins = cqt.config().n_bins;
+                let frames = (m.len() / bins).max(1);
+                let mut mean = vec![0f64; bins];
+                for row in m.chunks_exact(bins) {
+                    for (s, &v) in mean.iter_mut().zip(row) {
+                        *s += v as f64;
+                    }
+                }
+                Ok(mean
+                    .iter()
+                    .map(|s| (s / frames as f64).ln_1p() as f32)
+                    .collect())
+            }
+        }
+    }
+
+    /// As [`Extractor::clip`], through the cache folder when one is given.
+    pub fn clip_cached(&self, path: &Path, cache: Option<&Path>) -> Result<Vec<f32>> {
+        let Some(dir) = cache else {
+            return self.clip(path);
+        };
+        let file = cache_file(dir, &self.key(), path)?;
+        let (s, d) = self.shape();
+        if let Ok(bytes) = std::fs::read(&file)
+            && bytes.len() == s * d * 4
+        {
+            return Ok(bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect());
+        }
+        let v = self.clip(path)?;
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        write_atomic(&file, &bytes)?;
+        Ok(v)
+    }
+}
+
+/// Stream a file through the model into `sink` (every hidden state).
+pub fn mert_pooled(
+    model: &Mert,
+    options: &EmbedOptions,
+    device: &Device,
+    path: &Path,
+    sink: &mut SegmentMeans,
+) -> Result<()> {
+    let (mut source, total) = FileSource::open(path, model.sample_rate)?;
+    let states: Vec<usize> = (0..model.encoder.layers.len() + 1).collect();
+    run_windows(
+        model,
+        &mut || source.next_chunk(),
+        total,
+        options,
+        &states,
+        device,
+        sink,
+    )?;
+    Ok(())
+}
+
+/// `dir/HASH.f32`, keyed by the extractor and the file's path, size and modification time.
+fn cache_file(dir: &Path, key: &str, path: &Path) -> Result<PathBuf> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    path.canonicalize()
+        .unwrap_or_else(|_| path.to_path_buf())
+        .hash(&mut h);
+    meta.len().hash(&mut h);
+    meta.modified().ok().hash(&mut h);
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    Ok(dir.join(format!("{:016x}.f32", h.finish())))
+}
+
+/// A stable id for a model file's weights: its length and a hash of its bytes.
+pub fn file_id(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    Ok(format!("{}-{:016x}", bytes.len(), h.finish()))
+}
