@@ -250,3 +250,47 @@ fn config_errors_name_the_key() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("num_hidden_layer"), "{err}");
 }
+
+#[test]
+fn codec_teacher_codes_are_predicted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let codec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/codec/encodec.th");
+    // The committed reduced-width codec has 512-entry codebooks.
+    let extra = format!(
+        "[teachers]\ncqt = true\ncodec = \"{}\"\n[heads]\ncodebook_size = 512\n",
+        codec.display()
+    );
+    let config = run_file(tmp.path(), 2, 100, &extra);
+    let run = tmp.path().join("run");
+    ok(&[
+        "pretrain",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let line = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    // Cross-entropy over 8 codebooks of 512 classes starts near 8 ln 512 = 49.9.
+    let codes = first["loss_codes"].as_f64().unwrap();
+    assert!(codes > 30.0 && codes < 70.0, "{first}");
+    assert!(first["loss_cqt"].as_f64().unwrap() > 0.0);
+    // A codec whose codebooks do not match the heads is refused before training.
+    let bad = run_file(
+        tmp.path(),
+        2,
+        100,
+        &format!("[teachers]\ncodec = \"{}\"\n", codec.display()),
+    );
+    let out = mert(&[
+        "pretrain",
+        "--config",
+        bad.to_str().unwrap(),
+        "--out",
+        tmp.path().join("bad").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("codebook"), "{err}");
+}

@@ -20,7 +20,7 @@ use crate::cli::inputs::collect_inputs;
 use crate::output::write_atomic;
 
 /// Codes `[frames, codebooks]` (row-major) of a mono signal at the model's rate.
-pub type CodesFn = dyn Fn(&[f32]) -> Result<(usize, Vec<i64>)> + Send + Sync;
+pub type CodesFn<'a> = dyn Fn(&[f32]) -> Result<(usize, Vec<i64>)> + 'a;
 
 /// What the cached labels were made with; a cache built otherwise is refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,7 +61,7 @@ pub fn prepare(
     model: &MertConfig,
     meta: CacheMeta,
     cqt: Option<&Cqt>,
-    codes: Option<&CodesFn>,
+    codes: Option<&CodesFn<'_>>,
     mut progress: impl FnMut(&str),
 ) -> Result<Corpus> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;

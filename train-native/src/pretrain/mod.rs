@@ -11,14 +11,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
 use mert_core::pretrain::StepRng;
-use mert_core::teachers::{Cqt, CqtConfig};
+use mert_core::teachers::{Cqt, CqtConfig, load_codec_path};
 
 use crate::backend::Backend;
 use crate::output::write_atomic;
+use crate::probe::features::file_id;
 use checkpoint::{Pretrainer, RunState};
 use config::RunConfig;
-use data::{CacheMeta, Corpus, Crop, draw_batch, prepare};
+use data::{CacheMeta, CodesFn, Corpus, Crop, draw_batch, prepare};
 use train::{Metrics, Run};
 
 /// What a finished run reports.
@@ -56,8 +58,7 @@ pub fn pretrain(
         .cache
         .clone()
         .unwrap_or_else(|| out.join("cache"));
-    let (receptive, hop) = model_config.conv_geometry();
-    let _ = receptive;
+    let (_, hop) = model_config.conv_geometry();
     let cqt = if config.teachers.cqt {
         Some(Cqt::new(CqtConfig {
             sample_rate: model_config.sample_rate,
@@ -67,18 +68,47 @@ pub fn pretrain(
     } else {
         None
     };
-    if let Some(codec) = &config.teachers.codec {
-        bail!(
-            "[teachers] codec = {}: the codec teacher is not available in this build yet; use cqt only",
-            codec.display()
-        );
-    }
+    let codec = match &config.teachers.codec {
+        Some(path) => {
+            let checkpoint = load_codec_path(path)?;
+            let c = &checkpoint.config;
+            if c.sample_rate != model_config.sample_rate || c.hop_length() != hop {
+                bail!(
+                    "[teachers] codec = {}: its frames ({} samples at {} Hz) do not line up with the model's ({hop} at {} Hz)",
+                    path.display(),
+                    c.hop_length(),
+                    c.sample_rate,
+                    model_config.sample_rate
+                );
+            }
+            let h = &config.heads;
+            if c.n_q != h.codebooks || c.codebook_size != h.codebook_size {
+                bail!(
+                    "[teachers] codec = {}: it gives {} codebooks of {} codes but [heads] expects codebooks = {}, codebook_size = {}",
+                    path.display(),
+                    c.n_q,
+                    c.codebook_size,
+                    h.codebooks,
+                    h.codebook_size
+                );
+            }
+            let id = format!("{} ({})", path.display(), file_id(path)?);
+            Some((checkpoint.into_codec(&Device::flex())?, id))
+        }
+        None => None,
+    };
+    let codes_fn = codec.as_ref().map(|(codec, _)| {
+        move |samples: &[f32]| -> Result<(usize, Vec<i64>)> {
+            let codes = codec.encode(samples)?;
+            Ok((codes.frames, codes.data))
+        }
+    });
     let meta = CacheMeta {
         sample_rate: model_config.sample_rate,
         segment_samples: (config.data.segment_seconds * model_config.sample_rate as f64).round()
             as usize,
         cqt: cqt.is_some(),
-        codec: None,
+        codec: codec.as_ref().map(|(_, id)| id.clone()),
     };
     let build = |inputs: &[PathBuf], name: &str, on_note: &mut dyn FnMut(&str)| {
         prepare(
@@ -87,7 +117,7 @@ pub fn pretrain(
             &model_config,
             meta.clone(),
             cqt.as_ref(),
-            None,
+            codes_fn.as_ref().map(|f| f as &CodesFn),
             |s| on_note(s),
         )
     };

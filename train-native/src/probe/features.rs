@@ -136,10 +136,24 @@ fn cache_file(dir: &Path, key: &str, path: &Path) -> Result<PathBuf> {
     Ok(dir.join(format!("{:016x}.f32", h.finish())))
 }
 
-/// A stable id for a model file's weights: its length and a hash of its bytes.
+/// A stable id for a model's weights: for a file its length and a hash of its bytes; for a
+/// folder (HF layout) the same over its files.
 pub fn file_id(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
-    let mut h = DefaultHasher::new();
-    bytes.hash(&mut h);
-    Ok(format!("{}-{:016x}", bytes.len(), h.finish()))
+    let mut files = vec![path.to_path_buf()];
+    if path.is_dir() {
+        files = std::fs::read_dir(path)
+            .with_context(|| format!("{}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+    }
+    let (mut h, mut len) = (DefaultHasher::new(), 0);
+    for f in files {
+        let bytes = std::fs::read(&f).with_context(|| format!("{}", f.display()))?;
+        f.file_name().hash(&mut h);
+        bytes.hash(&mut h);
+        len += bytes.len();
+    }
+    Ok(format!("{len}-{:016x}", h.finish()))
 }
