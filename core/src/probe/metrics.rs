@@ -73,7 +73,7 @@ pub struct TagMetrics {
 
 pub fn macro_metrics(scores: &[f32], labels: &[bool], tags: &[String]) -> TagMetrics {
     let n = tags.len();
-    let items = if n == 0 { 0 } else { scores.len() / n };
+    let items = scores.len().checked_div(n).unwrap_or(0);
     let (mut roc, mut pr, mut count) = (0.0, 0.0, 0);
     let mut per_tag = Vec::with_capacity(n);
     for (t, tag) in tags.iter().enumerate() {

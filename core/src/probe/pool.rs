@@ -72,8 +72,8 @@ impl FrameSink for SegmentMeans {
                 for (s, &v) in total.iter_mut().zip(row) {
                     *s += v as f64;
                 }
-                if self.segment_frames > 0 {
-                    let seg = &mut self.segments[(dest + f) / self.segment_frames];
+                if let Some(i) = (dest + f).checked_div(self.segment_frames) {
+                    let seg = &mut self.segments[i];
                     for (s, &v) in seg.0[l * dim..(l + 1) * dim].iter_mut().zip(row) {
                         *s += v as f64;
                     }

@@ -14,7 +14,7 @@ use mert_core::teachers::{Cqt, CqtConfig};
 use crate::backend::Backend;
 use crate::output::write_atomic;
 use crate::probe::data::{Row, read_csv, targets, vocabulary};
-use crate::probe::features::{Extractor, file_id};
+use crate::probe::features::{Extractor, MertFeatures, file_id};
 use crate::probe::train::{ProbeOptions, Split, evaluate, head_from, train_head};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -112,13 +112,13 @@ pub fn run(args: ProbeArgs, quiet: bool) -> Result<()> {
             let checkpoint = mert_core::load_path(path)?;
             let device = args.backend.device()?;
             let model = checkpoint.build(&device)?;
-            let ex = Extractor::Mert {
+            let ex = Extractor::Mert(Box::new(MertFeatures {
                 model,
                 config: checkpoint.config.clone(),
                 options: options.clone(),
                 device,
                 id: file_id(path)?,
-            };
+            }));
             (ex, Some(checkpoint))
         }
         Features::Cqt => (

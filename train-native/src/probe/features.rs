@@ -16,29 +16,31 @@ use mert_core::{Mert, MertConfig};
 use crate::output::write_atomic;
 
 pub enum Extractor {
-    Mert {
-        model: Mert,
-        config: MertConfig,
-        options: EmbedOptions,
-        device: Device,
-        /// Identifies the weights in cache keys.
-        id: String,
-    },
+    Mert(Box<MertFeatures>),
     Cqt(Box<Cqt>),
+}
+
+pub struct MertFeatures {
+    pub model: Mert,
+    pub config: MertConfig,
+    pub options: EmbedOptions,
+    pub device: Device,
+    /// Identifies the weights in cache keys.
+    pub id: String,
 }
 
 impl Extractor {
     /// `(states, dim)` of one clip's features.
     pub fn shape(&self) -> (usize, usize) {
         match self {
-            Extractor::Mert { config, .. } => (config.num_hidden_states(), config.hidden_size),
+            Extractor::Mert(m) => (m.config.num_hidden_states(), m.config.hidden_size),
             Extractor::Cqt(cqt) => (1, cqt.config().n_bins),
         }
     }
 
     fn key(&self) -> String {
         match self {
-            Extractor::Mert { id, options, .. } => format!("mert:{id}:{options:?}"),
+            Extractor::Mert(m) => format!("mert:{}:{:?}", m.id, m.options),
             Extractor::Cqt(cqt) => format!("cqt:{:?}", cqt.config()),
         }
     }
@@ -46,14 +48,9 @@ impl Extractor {
     /// Features of one file, `[states * dim]`.
     pub fn clip(&self, path: &Path) -> Result<Vec<f32>> {
         match self {
-            Extractor::Mert {
-                model,
-                options,
-                device,
-                ..
-            } => {
+            Extractor::Mert(m) => {
                 let mut sink = SegmentMeans::new(0);
-                mert_pooled(model, options, device, path, &mut sink)?;
+                mert_pooled(&m.model, &m.options, &m.device, path, &mut sink)?;
                 Ok(sink.mean())
             }
             Extractor::Cqt(cqt) => {
