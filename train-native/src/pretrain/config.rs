@@ -269,3 +269,34 @@ impl RunConfig {
         Ok(toml::to_string_pretty(self)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shipped run file parses and resolves to a valid model.
+    #[test]
+    fn presets_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("configs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.push(root.join("../models/default/pretrain.toml"));
+        assert!(files.len() >= 4, "{files:?}");
+        for f in files {
+            let c = RunConfig::load(&f).unwrap_or_else(|e| panic!("{}: {e:#}", f.display()));
+            let m = c.model_config().unwrap();
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            if name == "mert-v1-95m.toml" {
+                assert_eq!((m.hidden_size, m.num_hidden_layers), (768, 12));
+                assert!(!m.do_stable_layer_norm);
+            }
+            if name == "mert-v1-330m.toml" {
+                assert_eq!((m.hidden_size, m.num_hidden_layers), (1024, 24));
+                assert!(m.do_stable_layer_norm);
+                assert_eq!(c.train.update_freq, 8);
+            }
+        }
+    }
+}
