@@ -8,6 +8,7 @@ pub mod load;
 pub mod model;
 pub mod pretrain;
 pub mod probe;
+pub mod quant;
 pub mod teachers;
 
 pub use burn;

@@ -1,24 +1,29 @@
 //! The kit's model file: one `.safetensors` with tensors under the reference names (the
 //! positional conv stored folded) and `__metadata__` describing the model:
-//! `mert.format` (integer version), `mert.config` (config JSON), `mert.quant` (`f32` here),
-//! `mert.license`, `mert.source`, and with a tagging head `mert.head` (its [`HeadConfig`] as
-//! JSON) with the head's tensors under `head.`.
+//! `mert.format` (integer version), `mert.config` (config JSON), `mert.quant` (`f32`, `f16`,
+//! `q8` or `q4`; with q8/q4 also `mert.quant.block`), `mert.license`, `mert.source`, and with a
+//! tagging head `mert.head` (its [`HeadConfig`] as JSON) with the head's tensors under `head.`.
+//! Quantized weights are stored as `KEY.q` + `KEY.scale` (see [`crate::quant`]) and come back
+//! as f32 at load.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use safetensors::tensor::TensorView;
-use safetensors::{Dtype, serialize};
+use safetensors::{SafeTensors, serialize};
 
-use super::tensors::{TensorMap, read_safetensors};
-use super::{Checkpoint, HeadWeights};
+use super::tensors::TensorMap;
+use super::{Checkpoint, HeadWeights, keys};
 use crate::error::{MertError, Result};
 use crate::model::MertConfig;
 use crate::probe::HeadConfig;
+use crate::quant::{self, Layout, Scheme, Stored};
 
 pub const META_FORMAT: &str = "mert.format";
 pub const META_CONFIG: &str = "mert.config";
 pub const META_QUANT: &str = "mert.quant";
+/// Values per scale of the q8/q4 schemes.
+pub const META_QUANT_BLOCK: &str = "mert.quant.block";
 pub const META_LICENSE: &str = "mert.license";
 pub const META_SOURCE: &str = "mert.source";
 pub const META_HEAD: &str = "mert.head";
@@ -29,49 +34,129 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// Parse a kit model file from bytes (the web and mobile entry point).
 pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Checkpoint> {
-    let (tensors, metadata) = read_safetensors(bytes, source)?;
-    from_parts(tensors, &metadata, Path::new(source))
+    let path = Path::new(source);
+    match read(bytes, path)? {
+        Some(file) => from_parts(file, path),
+        None => Err(MertError::format(
+            path,
+            format!("metadata `{META_CONFIG}` is missing (not a kit model file)"),
+        )),
+    }
 }
 
-/// Validate a kit file's metadata and tensors.
-pub(crate) fn from_parts(
-    mut tensors: TensorMap,
-    metadata: &HashMap<String, String>,
-    path: &Path,
-) -> Result<Checkpoint> {
+/// A kit file as read, before the checks against its config.
+pub(crate) struct KitFile {
+    config: MertConfig,
+    /// Every tensor as f32 (quantized ones dequantized), the head's included.
+    tensors: TensorMap,
+    metadata: HashMap<String, String>,
+}
+
+/// Parse a kit file's metadata and tensors, or `None` when the safetensors file has no
+/// `mert.config` metadata (not a kit file). The bytes can be dropped afterwards.
+pub(crate) fn read(bytes: &[u8], path: &Path) -> Result<Option<KitFile>> {
+    let source = path.display().to_string();
+    let invalid = |e: safetensors::SafeTensorError| {
+        MertError::format(path, format!("not a valid safetensors file: {e}"))
+    };
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    if !metadata.contains_key(META_CONFIG) {
+        return Ok(None);
+    }
+    let st = SafeTensors::deserialize(bytes).map_err(invalid)?;
+    check_format(&metadata, path)?;
+    let config = config_of(&metadata, path)?;
+    let layout = layout_of(&metadata, path)?;
+    // Quantized tensors are checked against the config's shapes. A hostile config must not
+    // size that key list (16 keys per layer): a file holds every layer's tensors.
+    let quantized = st.names().iter().any(|n| n.ends_with(quant::Q_SUFFIX));
+    if quantized && config.num_hidden_layers > st.len().max(64) {
+        return Err(MertError::format(
+            path,
+            format!(
+                "metadata `{META_CONFIG}` asks for {} layers; the file holds {} tensors",
+                config.num_hidden_layers,
+                st.len()
+            ),
+        ));
+    }
+    let shapes: HashMap<String, Vec<usize>> = if quantized {
+        keys::expected_tensors(&config).into_iter().collect()
+    } else {
+        HashMap::new()
+    };
+    let tensors = quant::decode(st.tensors(), &shapes, layout, &source)?;
+    Ok(Some(KitFile {
+        config,
+        tensors,
+        metadata,
+    }))
+}
+
+fn check_format(metadata: &HashMap<String, String>, path: &Path) -> Result<()> {
     let format = metadata
         .get(META_FORMAT)
         .ok_or_else(|| MertError::format(path, format!("metadata `{META_FORMAT}` is missing")))?;
     match format.parse::<u32>() {
-        Ok(v) if v == FORMAT_VERSION => {}
-        _ => {
-            return Err(MertError::format(
-                path,
-                format!(
-                    "metadata `{META_FORMAT}` is `{format}`; this build reads version {FORMAT_VERSION}"
-                ),
-            ));
-        }
+        Ok(v) if v == FORMAT_VERSION => Ok(()),
+        _ => Err(MertError::format(
+            path,
+            format!(
+                "metadata `{META_FORMAT}` is `{format}`; this build reads version {FORMAT_VERSION}"
+            ),
+        )),
     }
-    match metadata.get(META_QUANT).map(String::as_str) {
-        None | Some("f32") => {}
-        Some(other) => {
-            return Err(MertError::format(
-                path,
-                format!("metadata `{META_QUANT}` is `{other}`; this build reads `f32` model files"),
-            ));
-        }
-    }
+}
+
+fn config_of(metadata: &HashMap<String, String>, path: &Path) -> Result<MertConfig> {
     let config_text = metadata
         .get(META_CONFIG)
         .ok_or_else(|| MertError::format(path, format!("metadata `{META_CONFIG}` is missing")))?;
-    let config = MertConfig::from_json(config_text).map_err(|e| match e {
+    MertConfig::from_json(config_text).map_err(|e| match e {
         MertError::Config { field, message } => MertError::format(
             path,
             format!("metadata `{META_CONFIG}`, field `{field}`: {message}"),
         ),
         other => other,
+    })
+}
+
+/// The storage scheme stated by `mert.quant` (absent: f32) and, for q8/q4, `mert.quant.block`.
+fn layout_of(metadata: &HashMap<String, String>, path: &Path) -> Result<Layout> {
+    let name = metadata.get(META_QUANT).map_or("f32", String::as_str);
+    let scheme = Scheme::from_name(name).ok_or_else(|| {
+        MertError::format(
+            path,
+            format!("metadata `{META_QUANT}` is `{name}`; expected f32, f16, q8 or q4"),
+        )
     })?;
+    if !scheme.is_blocked() {
+        return Ok(Layout::new(scheme));
+    }
+    let text = metadata.get(META_QUANT_BLOCK).ok_or_else(|| {
+        MertError::format(
+            path,
+            format!("metadata `{META_QUANT_BLOCK}` is missing (needed by `{META_QUANT}` {name})"),
+        )
+    })?;
+    match text.parse::<usize>() {
+        Ok(block) if block > 0 => Ok(Layout::new(scheme).with_block(block)),
+        _ => Err(MertError::format(
+            path,
+            format!("metadata `{META_QUANT_BLOCK}` is `{text}`; expected a positive integer"),
+        )),
+    }
+}
+
+/// Check a kit file's tensors against its config and make the checkpoint.
+pub(crate) fn from_parts(file: KitFile, path: &Path) -> Result<Checkpoint> {
+    let KitFile {
+        config,
+        mut tensors,
+        metadata,
+    } = file;
+    let metadata = &metadata;
     let head = split_head(&mut tensors, metadata, path)?;
     let mut checkpoint = Checkpoint::from_reference(config, tensors)?;
     checkpoint.head = head;
@@ -125,12 +210,18 @@ fn split_head(
 /// Serialise a checkpoint as a kit model file (f32). Writing it to disk, atomically, is the
 /// caller's job.
 pub fn to_bytes(checkpoint: &Checkpoint) -> Result<Vec<u8>> {
+    to_bytes_quantized(checkpoint, Layout::F32)
+}
+
+/// Serialise a checkpoint as a kit model file with its large weights stored as `layout`
+/// states (see [`crate::quant`]); biases, norms, small weights and a head stay f32.
+pub fn to_bytes_quantized(checkpoint: &Checkpoint, layout: Layout) -> Result<Vec<u8>> {
     let config = serde_json::to_string(&checkpoint.config)
         .map_err(|e| MertError::Invalid(format!("cannot serialise the config: {e}")))?;
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         (META_FORMAT.to_string(), FORMAT_VERSION.to_string()),
         (META_CONFIG.to_string(), config),
-        (META_QUANT.to_string(), "f32".to_string()),
+        (META_QUANT.to_string(), layout.scheme.name().to_string()),
         (
             META_LICENSE.to_string(),
             checkpoint
@@ -140,35 +231,36 @@ pub fn to_bytes(checkpoint: &Checkpoint) -> Result<Vec<u8>> {
         ),
         (META_SOURCE.to_string(), checkpoint.source.clone()),
     ]);
-    let mut metadata = metadata;
+    if layout.scheme.is_blocked() {
+        metadata.insert(META_QUANT_BLOCK.to_string(), layout.block.to_string());
+    }
     if let Some(head) = &checkpoint.head {
         let text = serde_json::to_string(&head.config)
             .map_err(|e| MertError::Invalid(format!("cannot serialise the head: {e}")))?;
         metadata.insert(META_HEAD.to_string(), text);
     }
-    let head_tensors = checkpoint
+    let mut stored: Vec<Stored> = Vec::new();
+    for (k, t) in &checkpoint.tensors.tensors {
+        stored.extend(quant::encode(k, t, layout, &checkpoint.source)?);
+    }
+    for (k, t) in checkpoint
         .head
         .iter()
         .flat_map(|h| h.tensors.tensors.iter())
-        .map(|(k, t)| (format!("{HEAD_PREFIX}{k}"), t));
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = checkpoint
-        .tensors
-        .tensors
+    {
+        stored.push(Stored::f32(format!("{HEAD_PREFIX}{k}"), t));
+    }
+    let views = stored
         .iter()
-        .map(|(k, t)| (k.clone(), t))
-        .chain(head_tensors)
-        .map(|(k, t)| {
-            let raw = t.data.iter().flat_map(|x| x.to_le_bytes()).collect();
-            (k, raw, t.shape.clone())
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(k, raw, shape)| {
-            TensorView::new(Dtype::F32, shape.clone(), raw)
-                .map(|v| (k.as_str(), v))
+        .map(|s| {
+            TensorView::new(s.dtype, s.shape.clone(), &s.bytes)
+                .map(|v| (s.name.as_str(), v))
                 .map_err(|e| {
-                    MertError::tensor(&checkpoint.source, k, format!("cannot serialise: {e}"))
+                    MertError::tensor(
+                        &checkpoint.source,
+                        &s.name,
+                        format!("cannot serialise: {e}"),
+                    )
                 })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -170,12 +170,12 @@ pub fn load_path(path: &Path) -> Result<Checkpoint> {
     match ext {
         "safetensors" => {
             // The file's bytes are dropped as soon as they are parsed.
-            let (tensors, metadata) = {
+            let file = {
                 let bytes = std::fs::read(path).map_err(|e| MertError::io(path, e))?;
-                tensors::read_safetensors(&bytes, &path.display().to_string())?
+                kit::read(&bytes, path)?
             };
-            if metadata.contains_key(kit::META_CONFIG) {
-                kit::from_parts(tensors, &metadata, path)
+            if let Some(file) = file {
+                kit::from_parts(file, path)
             } else {
                 weights_beside_config(
                     path,
