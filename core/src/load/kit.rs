@@ -34,6 +34,10 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// Parse a kit model file from bytes (the web and mobile entry point).
 pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Checkpoint> {
+    parse_bytes(bytes, source).map_err(super::one_line)
+}
+
+fn parse_bytes(bytes: &[u8], source: &str) -> Result<Checkpoint> {
     let path = Path::new(source);
     match read(bytes, path)? {
         Some(file) => from_parts(file, path),

@@ -41,6 +41,7 @@ impl Checkpoint {
     /// training-only keys aside, and check every key and shape against the config.
     pub fn from_reference(config: MertConfig, mut tensors: TensorMap) -> Result<Self> {
         config.validate()?;
+        check_layer_count(&config, tensors.tensors.len(), &tensors.source)?;
         fold_pos_conv(&mut tensors)?;
         let mut skipped: Vec<String> = tensors
             .tensors
@@ -64,6 +65,22 @@ impl Checkpoint {
             head: None,
         })
     }
+}
+
+/// The key list of a config has 16 names per layer: a config from a hostile file must not
+/// size it (2^40 layers), so more layers than the file's `n_tensors` can hold are refused first.
+pub(crate) fn check_layer_count(config: &MertConfig, n_tensors: usize, source: &str) -> Result<()> {
+    if config.num_hidden_layers > n_tensors.max(64) {
+        return Err(MertError::tensor(
+            source,
+            "encoder.layers",
+            format!(
+                "the config asks for {} layers; the file holds {n_tensors} tensors",
+                config.num_hidden_layers
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Replace `weight_g`/`weight_v` (either spelling) of the positional conv by the folded weight.
@@ -157,6 +174,68 @@ fn check_against_config(config: &MertConfig, tensors: &TensorMap) -> Result<()> 
 /// Load a model from a path: a Hugging Face folder, a weights file inside one, or the kit's
 /// own `.safetensors` model file.
 pub fn load_path(path: &Path) -> Result<Checkpoint> {
+    load_any(path).map_err(one_line)
+}
+
+/// Errors are shown as one line (CLI, C ABI, web page), but their text may quote a file
+/// (a metadata value, a JSON key, a tensor name): control characters in it are escaped.
+pub(crate) fn one_line(e: MertError) -> MertError {
+    fn clean(s: String) -> String {
+        if !s.contains(char::is_control) {
+            return s;
+        }
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    }
+    let clean_path = |p: PathBuf| match p.to_str() {
+        Some(s) if s.contains(char::is_control) => PathBuf::from(clean(s.to_string())),
+        _ => p,
+    };
+    match e {
+        MertError::Config { field, message } => MertError::Config {
+            field: clean(field),
+            message: clean(message),
+        },
+        MertError::Io { path, source } => MertError::Io {
+            path: clean_path(path),
+            source,
+        },
+        MertError::Format { path, message } => MertError::Format {
+            path: clean_path(path),
+            message: clean(message),
+        },
+        MertError::Tensor {
+            source_name,
+            key,
+            message,
+        } => MertError::Tensor {
+            source_name: clean(source_name),
+            key: clean(key),
+            message: clean(message),
+        },
+        MertError::UnsafePickle { path, callable } => MertError::UnsafePickle {
+            path: clean_path(path),
+            callable: clean(callable),
+        },
+        MertError::Audio {
+            source_name,
+            message,
+        } => MertError::Audio {
+            source_name: clean(source_name),
+            message: clean(message),
+        },
+        MertError::Invalid(message) => MertError::Invalid(clean(message)),
+    }
+}
+
+fn load_any(path: &Path) -> Result<Checkpoint> {
     if path.is_dir() {
         return load_hf_folder(path, None);
     }

@@ -81,6 +81,10 @@ pub fn read_safetensors(
     bytes: &[u8],
     source: &str,
 ) -> Result<(TensorMap, HashMap<String, String>)> {
+    safetensors_parts(bytes, source).map_err(super::one_line)
+}
+
+fn safetensors_parts(bytes: &[u8], source: &str) -> Result<(TensorMap, HashMap<String, String>)> {
     let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| MertError::format(source, format!("not a valid safetensors file: {e}")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
@@ -113,6 +117,10 @@ const PICKLE_ALLOWED: &[&str] = &["torch.Tensor", "torch.TypedStorage", "torch.U
 /// plain containers; any other callable in the pickle (`os.system`, `builtins.eval`, a custom
 /// class) makes the whole file an error naming that callable.
 pub fn read_pytorch(path: &Path) -> Result<TensorMap> {
+    pytorch_tensors(path).map_err(super::one_line)
+}
+
+fn pytorch_tensors(path: &Path) -> Result<TensorMap> {
     let source = path.display().to_string();
     let value = pytorch_reader::PytorchReader::read_pickle_data(path, None)
         .map_err(|e| MertError::format(path, format!("not a readable PyTorch checkpoint: {e}")))?;
@@ -124,8 +132,30 @@ pub fn read_pytorch(path: &Path) -> Result<TensorMap> {
     }
     let reader = pytorch_reader::PytorchReader::new(path)
         .map_err(|e| MertError::format(path, format!("not a readable PyTorch checkpoint: {e}")))?;
+    let mut tensors: Vec<_> = reader.into_tensors().into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    // A view may repeat its storage (stride 0, as `expand` makes), so a few bytes of pickle can
+    // declare gigabytes (pytorch-reader allows 10 GiB per tensor). A state dict's tensors cover
+    // their storages at most a few times (tied weights), so more is refused before any is read.
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| MertError::io(path, e))?
+        .len();
+    let budget = file_len.saturating_mul(4).max(1 << 20);
+    let mut total = 0u64;
+    for (name, tensor) in &tensors {
+        total = total.saturating_add(tensor.byte_len() as u64);
+        if total > budget {
+            return Err(MertError::tensor(
+                &source,
+                name,
+                format!(
+                    "the tensors would take {total} bytes or more, from a file of {file_len} bytes (a view repeating its storage); refused"
+                ),
+            ));
+        }
+    }
     let mut map = TensorMap::new(source.clone());
-    for (name, tensor) in reader.into_tensors() {
+    for (name, tensor) in tensors {
         use pytorch_reader::DType as P;
         let dtype = match tensor.dtype() {
             P::F32 => Dtype::F32,

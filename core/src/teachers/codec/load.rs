@@ -162,11 +162,51 @@ fn fold_all(tensors: &mut TensorMap) -> Result<HashMap<String, String>> {
     Ok(origin)
 }
 
+/// Counts and widths no file of `tensors.len()` tensors can back are refused before the
+/// layout is built: a config from a hostile file could otherwise ask for 2^60 codebooks or
+/// layers (a key list that never ends) or widths whose arithmetic overflows.
+fn check_fits(config: &CodecConfig, tensors: &TensorMap) -> Result<()> {
+    let n = tensors.tensors.len();
+    let stages = config.ratios.len();
+    for (field, count) in [
+        ("n_q", config.n_q),
+        ("lstm", config.lstm),
+        ("ratios", stages),
+        (
+            "n_residual_layers",
+            config.n_residual_layers.saturating_mul(stages),
+        ),
+    ] {
+        if count > n.max(64) {
+            return Err(MertError::format(
+                &tensors.source,
+                format!(
+                    "codec config field `{field}` is {count}, more than a file of {n} tensors holds"
+                ),
+            ));
+        }
+    }
+    // the LSTM gates are `4 * n_filters * 2^stages` wide
+    let width = u32::try_from(stages)
+        .ok()
+        .and_then(|s| 1usize.checked_shl(s))
+        .and_then(|m| m.checked_mul(config.n_filters))
+        .and_then(|w| w.checked_mul(4));
+    if width.is_none() || config.ratios.iter().any(|r| r.checked_mul(2).is_none()) {
+        return Err(MertError::format(
+            &tensors.source,
+            "codec config fields `n_filters` and `ratios` give widths that overflow",
+        ));
+    }
+    Ok(())
+}
+
 impl CodecCheckpoint {
     /// Normalise a state dict (official or the kit's): fold weight norm, set training-only and
     /// unused tensors aside, and check every key and shape against `config`.
     pub fn from_state_dict(mut tensors: TensorMap, config: CodecConfig) -> Result<Self> {
         config.validate()?;
+        check_fits(&config, &tensors)?;
         let origin = fold_all(&mut tensors)?;
         let source = tensors.source.clone();
         let expected = expected_tensors(&config);
@@ -273,7 +313,7 @@ impl CodecCheckpoint {
 /// Parse the kit's codec file from bytes.
 pub fn codec_from_bytes(bytes: &[u8], source: &str) -> Result<CodecCheckpoint> {
     let (tensors, metadata) = read_safetensors(bytes, source)?;
-    from_kit_parts(tensors, &metadata, Path::new(source))
+    from_kit_parts(tensors, &metadata, Path::new(source)).map_err(crate::load::one_line)
 }
 
 fn from_kit_parts(
@@ -359,6 +399,10 @@ pub fn codec_to_bytes(checkpoint: &CodecCheckpoint) -> Result<Vec<u8>> {
 /// (`encodec_24khz-*.th` or any other extension), whose config is read off its tensor shapes
 /// ([`infer_config`]; the official file gives the defaults).
 pub fn load_codec_path(path: &Path) -> Result<CodecCheckpoint> {
+    load_codec_any(path).map_err(crate::load::one_line)
+}
+
+fn load_codec_any(path: &Path) -> Result<CodecCheckpoint> {
     if !path.is_file() {
         return Err(MertError::io(
             path,
