@@ -62,6 +62,10 @@ pub struct ProbeArgs {
     pub no_normalize: bool,
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: Backend,
+    /// With --features cqt: hop between CQT frames in samples (MERT's 320; a larger hop
+    /// estimates the same time-mean for a fraction of the cost).
+    #[arg(long, default_value_t = 320)]
+    pub cqt_hop: usize,
 }
 
 fn features_of(
