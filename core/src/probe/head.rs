@@ -101,6 +101,10 @@ impl HeadConfig {
 
 #[derive(Module, Debug)]
 pub struct TagHead {
+    /// Per-feature mean and standard deviation of the training features (`[states, dim]`):
+    /// inputs are standardised first, so features of any scale train alike. Not trained.
+    pub feat_mean: Param<Tensor<2>>,
+    pub feat_std: Param<Tensor<2>>,
     /// Logits of the layer weights (`[states - 1]`; unused for a chosen layer).
     pub layer_weights: Param<Tensor<1>>,
     pub fc1: Linear,
@@ -111,6 +115,8 @@ impl TagHead {
     pub fn init(config: &HeadConfig, device: &Device) -> Self {
         let n = config.states.saturating_sub(1).max(1);
         Self {
+            feat_mean: Param::from_tensor(Tensor::zeros([config.states, config.dim], device)),
+            feat_std: Param::from_tensor(Tensor::ones([config.states, config.dim], device)),
             layer_weights: Param::from_tensor(Tensor::zeros([n], device)),
             fc1: LinearConfig::new(config.dim, config.hidden).init(device),
             fc2: LinearConfig::new(config.hidden, config.tags.len()).init(device),
@@ -120,6 +126,9 @@ impl TagHead {
     /// `pooled`: `[batch, states, dim]` time-means -> `[batch, dim]` head input.
     fn aggregate(&self, config: &HeadConfig, pooled: Tensor<3>) -> Tensor<2> {
         let [batch, states, dim] = pooled.dims();
+        let mean = self.feat_mean.val().detach().reshape([1, states, dim]);
+        let std = self.feat_std.val().detach().reshape([1, states, dim]);
+        let pooled = (pooled - mean) / std;
         match config.layer {
             LayerChoice::Index(i) => pooled.narrow(1, i, 1).reshape([batch, dim]),
             LayerChoice::All => {
@@ -129,6 +138,34 @@ impl TagHead {
                     .reshape([batch, dim])
             }
         }
+    }
+
+    /// Set the standardisation from training features `[n, states, dim]` (row-major).
+    pub fn with_feature_stats(mut self, features: &[f32], n: usize, device: &Device) -> Self {
+        let width = features.len() / n.max(1);
+        let (mut mean, mut var) = (vec![0f64; width], vec![0f64; width]);
+        for row in features.chunks_exact(width) {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
+        for row in features.chunks_exact(width) {
+            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
+                *s += (v as f64 - m).powi(2);
+            }
+        }
+        let shape = self.feat_mean.val().dims();
+        let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+        let std: Vec<f32> = var
+            .iter()
+            .map(|&s| ((s / n.max(1) as f64).sqrt() as f32).max(1e-6))
+            .collect();
+        let t =
+            |v: Vec<f32>| Tensor::<2>::from_data(burn::tensor::TensorData::new(v, shape), device);
+        self.feat_mean = Param::from_tensor(t(mean));
+        self.feat_std = Param::from_tensor(t(std));
+        self
     }
 
     /// Tag logits `[batch, tags]` (inference: no dropout).

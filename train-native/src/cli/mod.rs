@@ -9,6 +9,8 @@ pub(crate) mod inputs;
 mod labels;
 mod pretrain;
 mod probe;
+mod quantize;
+mod tag;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -43,6 +45,10 @@ pub enum Command {
     Pretrain(pretrain::PretrainArgs),
     /// Train a tagging head on frozen features (MARBLE protocol); prints ROC-AUC/PR-AUC JSON.
     Probe(probe::ProbeArgs),
+    /// Tags with probabilities (default: the embedded tagger), optionally over time.
+    Tag(tag::TagArgs),
+    /// Store a model's large weights as f16, 8-bit or 4-bit codes (a smaller kit file).
+    Quantize(quantize::QuantizeArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -54,5 +60,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => init::run(args),
         Command::Pretrain(args) => pretrain::run(args, cli.quiet),
         Command::Probe(args) => probe::run(args, cli.quiet),
+        Command::Tag(args) => tag::run(args),
+        Command::Quantize(args) => quantize::run(args),
     }
 }

@@ -84,7 +84,7 @@ pub fn train_head(
 ) -> Result<(TensorMap, Vec<Epoch>)> {
     let device = Device::flex().autodiff();
     device.seed(opts.seed);
-    let mut head = TagHead::init(config, &device);
+    let mut head = TagHead::init(config, &device).with_feature_stats(&train.x, train.n, &device);
     let mut optim = AdamConfig::new().init();
     let mut lr = opts.lr;
     let (mut best, mut best_auc, mut since_best, mut since_gain) =

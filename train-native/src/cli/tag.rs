@@ -1,0 +1,216 @@
+//! `mert tag AUDIO... [--model MODEL] [--top K] [--threshold P] [--timeline SECONDS] [--json]`:
+//! multi-label tags with sigmoid probabilities, for the whole file and optionally per segment
+//! (a taggram). Without --model: the default tagger compiled into the binary.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Tensor, TensorData};
+use clap::Args;
+use mert_core::embed::EmbedOptions;
+use mert_core::load::Checkpoint;
+use mert_core::probe::{HeadConfig, SegmentMeans, TagHead};
+
+use super::inputs::collect_inputs;
+use crate::backend::Backend;
+use crate::probe::features::mert_pooled;
+use crate::probe::train::head_from;
+
+/// The default tagger: a small MERT pretrained and probed by this kit on open data
+/// (models/default/MODEL_CARD.md; rebuilt by scripts/train-default).
+pub const DEFAULT_MODEL: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../models/default/mert-tag-default.safetensors"
+));
+pub const DEFAULT_NAME: &str = "mert-tag-default (embedded)";
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Audio files or folders.
+    #[arg(required = true)]
+    pub audio: Vec<PathBuf>,
+    /// A kit model file with a tagging head (from `mert probe`); default: the embedded tagger.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Print at most this many tags per file (by probability).
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Print only tags with probability at least this.
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Also tag consecutive segments of this many seconds (a tag-by-time table).
+    #[arg(long)]
+    pub timeline: Option<f64>,
+    /// One JSON object per file on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: Backend,
+}
+
+struct Tagger {
+    model: mert_core::Mert,
+    head: TagHead,
+    config: HeadConfig,
+    device: Device,
+    name: String,
+}
+
+impl Tagger {
+    fn load(path: Option<&PathBuf>, backend: Backend) -> Result<Self> {
+        let (checkpoint, name) = match path {
+            Some(p) => (mert_core::load_path(p)?, p.display().to_string()),
+            None => (
+                mert_core::load::kit::from_bytes(DEFAULT_MODEL, DEFAULT_NAME)?,
+                DEFAULT_NAME.to_string(),
+            ),
+        };
+        let Checkpoint { head, .. } = &checkpoint;
+        let Some(head) = head.clone() else {
+            bail!("{name}: the model has no tagging head (train one with `mert probe`)");
+        };
+        if head.config.features != "mert" {
+            bail!(
+                "{name}: the head was trained on `{}` features, not on this model",
+                head.config.features
+            );
+        }
+        let device = backend.device()?;
+        let (_, model) = checkpoint.into_model(&device)?;
+        let config = head.config.clone();
+        let head = head_from(&config, head.tensors, &device)?;
+        Ok(Self {
+            model,
+            head,
+            config,
+            device,
+            name,
+        })
+    }
+
+    /// Probabilities `[tags]` for one `[states * dim]` feature vector.
+    fn probabilities(&self, pooled: Vec<f32>) -> Vec<f32> {
+        let (s, d) = (self.config.states, self.config.dim);
+        let x = Tensor::<3>::from_data(TensorData::new(pooled, [1, s, d]), &self.device);
+        self.head
+            .probabilities(&self.config, x)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap_or_default()
+    }
+}
+
+pub fn run(args: TagArgs) -> Result<()> {
+    if let Some(t) = args.threshold
+        && !(0.0..=1.0).contains(&t)
+    {
+        bail!("--threshold {t}: expected a probability in [0, 1]");
+    }
+    if let Some(t) = args.timeline
+        && (t.is_nan() || t <= 0.0)
+    {
+        bail!("--timeline {t}: expected a positive number of seconds");
+    }
+    let inputs = collect_inputs(&args.audio)?;
+    let tagger = Tagger::load(args.model.as_ref(), args.backend)?;
+    let options = EmbedOptions {
+        normalize: tagger.config.normalize,
+        window_seconds: tagger.config.window_seconds,
+        hop_seconds: None,
+    };
+    let rate = tagger.model.sample_rate as f64;
+    let frame_rate = rate / 320.0;
+    let segment_frames = args
+        .timeline
+        .map_or(0, |s| ((s * frame_rate).round() as usize).max(1));
+    let mut failed = 0;
+    for input in &inputs {
+        let result = (|| -> Result<()> {
+            let mut sink = SegmentMeans::new(segment_frames);
+            mert_pooled(
+                &tagger.model,
+                &options,
+                &tagger.device,
+                &input.path,
+                &mut sink,
+            )?;
+            let probs = tagger.probabilities(sink.mean());
+            let chosen = pick(&tagger.config.tags, &probs, args.top, args.threshold);
+            let timeline: Vec<(f64, f64, Vec<f32>)> = sink
+                .segment_means()
+                .into_iter()
+                .map(|(start, n, m)| {
+                    let (a, b) = (start as f64 / frame_rate, (start + n) as f64 / frame_rate);
+                    (a, b, tagger.probabilities(m))
+                })
+                .collect();
+            print_result(&args, &tagger, &input.path, &chosen, &timeline);
+            Ok(())
+        })()
+        .with_context(|| input.path.display().to_string());
+        if let Err(e) = result {
+            if inputs.len() == 1 {
+                return Err(e);
+            }
+            eprintln!("error: {}", crate::one_line(&e));
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} files failed", inputs.len());
+    }
+    Ok(())
+}
+
+/// Tags by falling probability, at most `top`, at least `threshold`.
+fn pick(tags: &[String], probs: &[f32], top: usize, threshold: Option<f64>) -> Vec<(String, f32)> {
+    let mut all: Vec<(String, f32)> = tags.iter().cloned().zip(probs.iter().copied()).collect();
+    all.sort_by(|a, b| b.1.total_cmp(&a.1));
+    all.into_iter()
+        .filter(|(_, p)| threshold.is_none_or(|t| *p as f64 >= t))
+        .take(top)
+        .collect()
+}
+
+fn print_result(
+    args: &TagArgs,
+    tagger: &Tagger,
+    path: &std::path::Path,
+    chosen: &[(String, f32)],
+    timeline: &[(f64, f64, Vec<f32>)],
+) {
+    let tags = &tagger.config.tags;
+    if args.json {
+        let obj = serde_json::json!({
+            "file": path.display().to_string(),
+            "model": tagger.name,
+            "tags": chosen.iter().map(|(t, p)| serde_json::json!({"tag": t, "p": p})).collect::<Vec<_>>(),
+            "timeline": timeline.iter().map(|(a, b, p)| serde_json::json!({
+                "start": a,
+                "end": b,
+                "tags": tags.iter().cloned().zip(p.iter().map(|v| serde_json::json!(v))).collect::<serde_json::Map<String, serde_json::Value>>(),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{obj}");
+        return;
+    }
+    println!("{}", path.display());
+    for (t, p) in chosen {
+        println!("  {t:<12} {p:.3}");
+    }
+    if !timeline.is_empty() {
+        let width = tags.iter().map(|t| t.len()).max().unwrap_or(4).max(4);
+        print!("  {:>15}", "time (s)");
+        for t in tags {
+            print!(" {t:>width$}");
+        }
+        println!();
+        for (a, b, p) in timeline {
+            print!("  {:>7.1}-{:<7.1}", a, b);
+            for v in p {
+                print!(" {v:>width$.2}");
+            }
+            println!();
+        }
+    }
+}
