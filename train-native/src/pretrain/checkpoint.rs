@@ -113,9 +113,19 @@ pub fn save(
     sync_dir(&dir);
     let mut all = list(run)?;
     while all.len() > keep {
+        // Rename first (atomic), delete after: a kill mid-delete never leaves a half-removed
+        // folder that looks like a checkpoint.
         let old = all.remove(0);
-        let _ = std::fs::remove_dir_all(old);
+        let name = old
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let doomed = dir.join(format!(".{name}.del"));
+        if std::fs::rename(&old, &doomed).is_ok() {
+            let _ = std::fs::remove_dir_all(doomed);
+        }
     }
+    sync_dir(&dir);
     Ok(final_dir)
 }
 
