@@ -263,6 +263,27 @@ impl MertConfig {
                 return err(field, "entries must be positive".into());
             }
         }
+        // The conv stack's hop and receptive field must be sane sizes (window planning and
+        // frame counts multiply them): at most 2^24 samples, computed without overflow.
+        const MAX_SPAN: usize = 1 << 24;
+        let (mut receptive, mut hop) = (1usize, 1usize);
+        for (&k, &s) in self.conv_kernel.iter().zip(&self.conv_stride) {
+            receptive = (k - 1)
+                .checked_mul(hop)
+                .and_then(|r| r.checked_add(receptive))
+                .filter(|&r| r <= MAX_SPAN)
+                .ok_or_else(|| MertError::Config {
+                    field: "conv_kernel".into(),
+                    message: format!("the conv stack's receptive field exceeds {MAX_SPAN} samples"),
+                })?;
+            hop = hop
+                .checked_mul(s)
+                .filter(|&h| h <= MAX_SPAN)
+                .ok_or_else(|| MertError::Config {
+                    field: "conv_stride".into(),
+                    message: format!("the product of the strides exceeds {MAX_SPAN} samples"),
+                })?;
+        }
         for (field, act) in [
             ("hidden_act", &self.hidden_act),
             ("feat_extract_activation", &self.feat_extract_activation),
