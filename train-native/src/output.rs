@@ -136,6 +136,21 @@ pub fn safetensors_multi_bytes(
     safetensors::serialize(views, Some(metadata)).context("cannot serialise the output")
 }
 
+/// Every tensor of `map` as float32, named `prefix` + key, with string metadata.
+pub fn tensor_map_bytes(
+    map: &mert_core::load::TensorMap,
+    prefix: &str,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let names: Vec<String> = map.tensors.keys().map(|k| format!("{prefix}{k}")).collect();
+    let tensors: Vec<(&str, &[usize], ArrayData)> = names
+        .iter()
+        .zip(map.tensors.values())
+        .map(|(n, t)| (n.as_str(), t.shape.as_slice(), ArrayData::F32(&t.data)))
+        .collect();
+    safetensors_multi_bytes(&tensors, metadata)
+}
+
 /// Writes a float32 array of a shape known up front into a temp file, frames in any order,
 /// then renames it into place: long outputs never sit in memory, and a failed run leaves
 /// nothing behind (the temp file is removed on drop).

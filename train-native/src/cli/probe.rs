@@ -12,7 +12,7 @@ use mert_core::probe::{HeadConfig, LayerChoice};
 use mert_core::teachers::{Cqt, CqtConfig};
 
 use crate::backend::Backend;
-use crate::output::write_atomic;
+use crate::output::{tensor_map_bytes, write_atomic};
 use crate::probe::data::{Row, read_csv, targets, vocabulary};
 use crate::probe::features::{Extractor, MertFeatures, file_id};
 use crate::probe::train::{ProbeOptions, Split, evaluate, head_from, train_head};
@@ -202,7 +202,15 @@ pub fn run(args: ProbeArgs, quiet: bool) -> Result<()> {
             });
             mert_core::load::kit::to_bytes(&ck)?
         }
-        None => head_only_bytes(&config, &best)?,
+        // The CQT baseline has no backbone: the head alone, `head.*` tensors and `mert.head`.
+        None => tensor_map_bytes(
+            &best,
+            "head.",
+            std::collections::HashMap::from([(
+                "mert.head".to_string(),
+                serde_json::to_string(&config)?,
+            )]),
+        )?,
     };
     write_atomic(&args.out, &bytes)?;
     let best_epoch = history
@@ -226,31 +234,4 @@ pub fn run(args: ProbeArgs, quiet: bool) -> Result<()> {
     });
     println!("{report}");
     Ok(())
-}
-
-/// A head without a backbone (the CQT baseline): `head.*` tensors and `mert.head`.
-fn head_only_bytes(config: &HeadConfig, tensors: &mert_core::load::TensorMap) -> Result<Vec<u8>> {
-    let raw: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .tensors
-        .iter()
-        .map(|(k, t)| {
-            (
-                format!("head.{k}"),
-                t.shape.clone(),
-                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views = raw
-        .iter()
-        .map(|(k, s, b)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                .map(|v| (k.as_str(), v))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let meta = std::collections::HashMap::from([(
-        "mert.head".to_string(),
-        serde_json::to_string(config)?,
-    )]);
-    Ok(safetensors::serialize(views, Some(meta))?)
 }

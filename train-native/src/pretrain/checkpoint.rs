@@ -16,7 +16,7 @@ use mert_core::pretrain::{HeadsConfig, PretrainHeads};
 use mert_core::{Checkpoint, Mert, MertConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::output::write_atomic;
+use crate::output::{tensor_map_bytes, write_atomic};
 
 /// The student and its pretraining heads: one module, so one optimiser and one gradient pass.
 #[derive(Module, Debug)]
@@ -98,8 +98,10 @@ pub fn save(
         &model_bytes(config, &trainer.model, license, state.step)?,
     )?;
     let heads = export_module(&trainer.heads, "heads")?;
-    let heads_ck = HeadsFile(heads);
-    write_atomic(&tmp.join("heads.safetensors"), &heads_ck.to_bytes()?)?;
+    write_atomic(
+        &tmp.join("heads.safetensors"),
+        &tensor_map_bytes(&heads, "", Default::default())?,
+    )?;
     write_atomic(&tmp.join("optimizer.bpk"), optimizer_bytes)?;
     write_atomic(
         &tmp.join("state.json"),
@@ -180,32 +182,6 @@ pub fn load(
         .with_context(|| format!("{}", at("optimizer.bpk").display()))?;
     let trainer = Pretrainer { model, heads }.stable_ids();
     Ok((config, trainer, optimizer, state))
-}
-
-/// The heads as a plain safetensors file.
-struct HeadsFile(mert_core::load::TensorMap);
-
-impl HeadsFile {
-    fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut names: Vec<&String> = self.0.tensors.keys().collect();
-        names.sort();
-        let raw: Vec<(String, Vec<usize>, Vec<u8>)> = names
-            .iter()
-            .map(|n| {
-                let t = &self.0.tensors[*n];
-                let bytes = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-                ((*n).clone(), t.shape.clone(), bytes)
-            })
-            .collect();
-        let views = raw
-            .iter()
-            .map(|(n, s, b)| {
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                    .map(|v| (n.as_str(), v))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(safetensors::serialize(views, None)?)
-    }
 }
 
 fn sync_dir(dir: &Path) {

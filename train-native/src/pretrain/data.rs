@@ -17,7 +17,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::inputs::collect_inputs;
-use crate::output::write_atomic;
+use crate::output::{ArrayData, safetensors_multi_bytes, write_atomic};
 
 /// Codes `[frames, codebooks]` (row-major) of a mono signal at the model's rate.
 pub type CodesFn<'a> = dyn Fn(&[f32]) -> Result<(usize, Vec<i64>)> + 'a;
@@ -137,38 +137,42 @@ pub fn prepare(
                 continue;
             }
             let file = format!("{i:05}-{s:04}.safetensors");
-            let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = vec![(
-                "audio".into(),
-                Dtype::F32,
-                vec![chunk.len()],
-                f32_bytes(chunk),
-            )];
-            if let Some(cqt) = cqt {
-                let m = cqt.magnitudes(chunk, threads)?;
-                let bins = cqt.config().n_bins;
-                tensors.push((
-                    "cqt".into(),
-                    Dtype::F32,
-                    vec![frames, bins],
-                    f32_bytes(&m[..frames * bins]),
-                ));
-            }
-            if let Some(codes) = codes {
-                let (code_frames, c) = codes(chunk)?;
-                if code_frames < frames {
-                    bail!(
-                        "{}: the codec gave {code_frames} frames for {frames} model frames",
-                        input.path.display()
-                    );
+            let cqt_rows = match cqt {
+                Some(cqt) => {
+                    let bins = cqt.config().n_bins;
+                    let mut m = cqt.magnitudes(chunk, threads)?;
+                    m.truncate(frames * bins);
+                    Some((m, bins))
                 }
-                let k = c.len() / code_frames;
-                let bytes = c[..frames * k]
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect();
-                tensors.push(("codes".into(), Dtype::I64, vec![frames, k], bytes));
+                None => None,
+            };
+            let code_rows = match codes {
+                Some(codes) => {
+                    let (code_frames, mut c) = codes(chunk)?;
+                    if code_frames < frames {
+                        bail!(
+                            "{}: the codec gave {code_frames} frames for {frames} model frames",
+                            input.path.display()
+                        );
+                    }
+                    let k = c.len() / code_frames;
+                    c.truncate(frames * k);
+                    Some((c, k))
+                }
+                None => None,
+            };
+            let audio_shape = [chunk.len()];
+            let cqt_shape = cqt_rows.as_ref().map(|(_, bins)| [frames, *bins]);
+            let code_shape = code_rows.as_ref().map(|(_, k)| [frames, *k]);
+            let mut tensors = vec![("audio", &audio_shape[..], ArrayData::F32(chunk))];
+            if let (Some((m, _)), Some(shape)) = (&cqt_rows, &cqt_shape) {
+                tensors.push(("cqt", &shape[..], ArrayData::F32(m)));
             }
-            write_segment(&dir.join(&file), &tensors)?;
+            if let (Some((c, _)), Some(shape)) = (&code_rows, &code_shape) {
+                tensors.push(("codes", &shape[..], ArrayData::I64(c)));
+            }
+            let bytes = safetensors_multi_bytes(&tensors, HashMap::new())?;
+            write_atomic(&dir.join(&file), &bytes)?;
             corpus.segments.push(Segment {
                 file,
                 source: input.path.clone(),
@@ -184,22 +188,6 @@ pub fn prepare(
         bail!("no usable audio in {:?}", inputs);
     }
     Ok(corpus)
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn write_segment(path: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) -> Result<()> {
-    let views = tensors
-        .iter()
-        .map(|(name, dtype, shape, data)| {
-            safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)
-                .map(|v| (name.as_str(), v))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let bytes = safetensors::serialize(views, None)?;
-    write_atomic(path, &bytes)
 }
 
 /// One micro-batch: clean crops and their labels for the crops' model frames.
