@@ -1,18 +1,20 @@
-//! The acoustic teacher (EnCodec 24 kHz encoder + RVQ) against encodec 0.1.1 on the same
-//! weights (fixtures from `tests/reference/gen_codec.py`: a reduced-width random model saved
-//! as a torch state dict like the official `encodec_24khz-*.th`).
-//! Tolerances: encoder output max |a - b| <= 1e-4 · max |b|; codes identical on >= 99.9 % of
-//! frames (every mismatch is printed with whether it is a near tie).
+//! The acoustic teacher (EnCodec 24 kHz encoder + RVQ + decoder) against encodec 0.1.1 on the
+//! same weights (fixtures from `tests/reference/gen_codec.py`: a reduced-width random model
+//! saved as a torch state dict like the official `encodec_24khz-*.th`).
+//! Tolerances: encoder and decoder outputs max |a - b| <= 1e-4 · max |b| (the streaming
+//! inference path and the trainable module alike); codes identical on >= 99.9 % of frames
+//! (every mismatch is printed with whether it is a near tie).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use mert_core::burn::tensor::Device;
+use mert_core::burn::tensor::{Device, Tensor, TensorData};
 use mert_core::load::tensors::{HostTensor, TensorMap, read_pytorch};
 use mert_core::teachers::codec::load::{
     codec_from_bytes, codec_to_bytes, expected_tensors, infer_config,
 };
-use mert_core::teachers::{Codec, CodecCheckpoint, CodecConfig, load_codec_path};
+use mert_core::teachers::codec::train::CodecModel;
+use mert_core::teachers::{Codec, CodecCheckpoint, CodecConfig, Codes, load_codec_path};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/codec")
@@ -390,6 +392,158 @@ fn short_and_invalid_audio() {
     }
     assert!(codec.encode(&[]).is_err());
     assert!(codec.encode(&[0.0, f32::NAN]).is_err());
+}
+
+/// `max |a - b| / max |b|`.
+fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let (mut diff, mut peak) = (0f64, 0f64);
+    for (a, b) in got.iter().zip(want) {
+        diff = diff.max((*a as f64 - *b as f64).abs());
+        peak = peak.max((*b as f64).abs());
+    }
+    diff / peak.max(1e-30)
+}
+
+/// The reference's codes of `case` row `row` as [`Codes`] (`[frames, n_q]`).
+fn reference_codes(r: &Reference, case: &str, row: usize) -> Codes {
+    let (shape, data) = &r.codes[&format!("{case}.codes")];
+    let (n_q, frames) = (shape[1], shape[2]);
+    let rows = &data[row * n_q * frames..(row + 1) * n_q * frames];
+    Codes {
+        frames,
+        n_q,
+        data: (0..frames)
+            .flat_map(|t| (0..n_q).map(move |q| rows[q * frames + t]))
+            .collect(),
+    }
+}
+
+fn cases(r: &Reference) -> Vec<String> {
+    let mut cases: Vec<String> = r
+        .floats
+        .keys()
+        .filter_map(|k| k.strip_suffix(".input").map(str::to_string))
+        .collect();
+    cases.sort();
+    cases
+}
+
+#[test]
+fn decoder_matches_encodec() {
+    let dir = fixture_dir();
+    let r = reference(&dir);
+    let checkpoint = load_codec_path(&dir.join("encodec.th")).unwrap();
+    assert!(checkpoint.has_decoder());
+    let codec = checkpoint.build(&Device::flex()).unwrap();
+    let mut worst = 0f64;
+    for case in cases(&r) {
+        let want = &r.floats[&format!("{case}.decoded")];
+        let (rows, len) = (want.shape[0], want.shape[2]);
+        for row in 0..rows {
+            let codes = reference_codes(&r, &case, row);
+            let got = codec.decode(&codes).unwrap();
+            let err = rel_err(&got, &want.data[row * len..(row + 1) * len]);
+            eprintln!("{case} row {row}: {len} samples decoded, max|a-b|/max|b| = {err:.2e}");
+            worst = worst.max(err);
+            // chunked decoding: the same numbers
+            for chunk in [codec.min_chunk_frames(), 10, 33] {
+                let part = codec.decode_chunked(&codes, chunk).unwrap();
+                assert!(rel_err(&part, &got) <= 1e-5, "{case}: chunk {chunk}");
+            }
+        }
+    }
+    assert!(worst <= 1e-4, "decoder output relative error {worst:e}");
+    // bad codes are refused, naming what was expected
+    let bad = Codes {
+        frames: 1,
+        n_q: 8,
+        data: vec![0, 0, 0, 0, 0, 0, 0, 512],
+    };
+    let e = codec.decode(&bad).unwrap_err().to_string();
+    assert!(e.contains("512") && e.contains("0..512"), "{e}");
+    let input = &r.floats["odd.input"].data;
+    assert_eq!(codec.reconstruct(input).unwrap().len(), input.len());
+}
+
+/// The trainable module (weight norm kept, whole-signal forward, autodiff-ready) computes
+/// encodec's encoder and decoder too.
+#[test]
+fn trainable_model_matches_encodec() {
+    let dir = fixture_dir();
+    let r = reference(&dir);
+    let config = fixture_config(&r);
+    let device = Device::flex();
+    let mut raw = read_pytorch(&dir.join("encodec.th")).unwrap();
+    let model = CodecModel::from_state_dict(&config, &mut raw, &device).unwrap();
+    // what is left is the quantiser's
+    assert!(raw.tensors.keys().all(|k| k.starts_with("quantizer.")));
+    let floats = |name: &str| {
+        let t = &r.floats[name];
+        let shape: [usize; 3] = t.shape.clone().try_into().unwrap();
+        Tensor::<3>::from_data(TensorData::new(t.data.clone(), shape), &device)
+    };
+    let read = |t: Tensor<3>| t.into_data().try_into_vec::<f32>().unwrap();
+    let mut worst = 0f64;
+    for case in cases(&r) {
+        let input = &r.floats[&format!("{case}.input")];
+        let (rows, len) = (input.shape[0], input.shape[1]);
+        let input = TensorData::new(input.data.clone(), [rows, 1, len]);
+        let emb = model.encode(Tensor::<3>::from_data(input, &device));
+        let e_enc = rel_err(&read(emb), &r.floats[&format!("{case}.encoder_out")].data);
+        let decoded = model.decode(floats(&format!("{case}.quantized")));
+        let e_dec = rel_err(&read(decoded), &r.floats[&format!("{case}.decoded")].data);
+        let raw_dec = model.decode(floats(&format!("{case}.encoder_out")));
+        let e_raw = rel_err(
+            &read(raw_dec),
+            &r.floats[&format!("{case}.decoded_raw")].data,
+        );
+        eprintln!(
+            "{case}: trainable encoder {e_enc:.2e}, decoder on quantized {e_dec:.2e}, on raw {e_raw:.2e}"
+        );
+        worst = worst.max(e_enc).max(e_dec).max(e_raw);
+    }
+    assert!(worst <= 1e-4, "trainable model relative error {worst:e}");
+}
+
+/// The codec loss's mel spectrogram against torchaudio's `MelSpectrogram` (fixture
+/// `mel.safetensors`): filterbanks to 1e-5 absolute (torchaudio builds them in f32, we in
+/// f64), spectrograms to 1e-4 · max.
+#[test]
+fn mel_spectrogram_matches_torchaudio() {
+    use mert_core::teachers::codec::mel::{MelScale, mel_filterbank};
+    let dir = fixture_dir();
+    let bytes = std::fs::read(dir.join("mel.safetensors")).unwrap();
+    let (tensors, _) = mert_core::load::tensors::read_safetensors(&bytes, "mel").unwrap();
+    let device = Device::flex();
+    for n in [64usize, 512] {
+        let want = tensors.get(&format!("fbank_{n}")).unwrap();
+        let got = mel_filterbank(n / 2 + 1, 0.0, 12_000.0, 64, 24_000);
+        let diff = got
+            .iter()
+            .zip(&want.data)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-5, "fbank {n}: {diff}");
+    }
+    let signal = tensors.get("signal").unwrap();
+    let audio = TensorData::new(signal.data.clone(), [2, 3000]);
+    for n in [64usize, 512, 2048] {
+        let want = tensors.get(&format!("mel_{n}")).unwrap();
+        // torchaudio: [rows, mels, frames]; ours: [rows, frames, mels]
+        let got = MelScale::new(n, 64, 24_000, &device)
+            .unwrap()
+            .forward(Tensor::<2>::from_data(audio.clone(), &device))
+            .swap_dims(1, 2)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let err = rel_err(&got, &want.data);
+        eprintln!(
+            "mel n_fft {n}: {:?}, max|a-b|/max|b| = {err:.2e}",
+            want.shape
+        );
+        assert!(err <= 1e-4, "mel {n}: {err:e}");
+    }
 }
 
 /// A random checkpoint of the official width (shapes from the layout, values from a

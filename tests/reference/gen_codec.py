@@ -24,8 +24,21 @@ Writes DIR/encodec.th and DIR/reference.safetensors:
     {case}.input        (rows, L) float32
     {case}.encoder_out  (rows, dimension, ceil(L/320)) float32, `model.encoder(x)`
     {case}.codes        (rows, n_q, ceil(L/320)) int64, `model.encode(x)` at 6 kbps (n_q = 8)
+    {case}.quantized    (rows, dimension, frames) float32, `model.quantizer.decode(codes)`
+    {case}.decoded      (rows, 1, frames * 320) float32, `model.decode(...)`: the decoder on the
+                        quantized embedding (encodec's `_decode_frame`, no trim to L)
+    {case}.decoded_raw  (rows, 1, frames * 320) float32, `model.decoder(encoder_out)`: the decoder
+                        on the unquantised embedding (its input varies more, a sharper check)
   __metadata__: `codec_config` (JSON, the Rust `CodecConfig` field names), `n_q`,
   `quantizer_layers`, versions, seeds, the perturbation, code statistics.
+
+and DIR/mel.safetensors, the mel spectrograms of the codec's training loss
+(torchaudio.transforms.MelSpectrogram, HTK scale, power 2, centred, reflect padding):
+    fbank_{n}    (n_fft / 2 + 1, 64) float32, melscale_fbanks(..., 0, 12000, 64, 24000, None, "htk"),
+                 n = 64 and 512
+    signal       (2, 3000) float32, the first 3000 samples of the det rows
+    mel_{n}      (2, 64, 1 + 3000 // (n / 4)) float32, MelSpectrogram(24000, n_fft=n, hop n/4, 64 mels)
+  for n in 64 (most filters empty), 512, 2048.
 
 Cases: det = spec section 6.5 input (2 rows, 2 s: 0.4 sin(2pi 220(b+1) t) + 0.2 sin(3 ...) +
 0.05 N(0,1), numpy default_rng(1234)); odd = 24321 samples (not a multiple of 320: the last
@@ -172,6 +185,27 @@ def perturb(model, det):
     return len(gains), before, variation, after
 
 
+def mel_reference(det, out):
+    """The codec loss's mel spectrograms (torchaudio's, the Rust `MelScale` mirrors them)."""
+    import torchaudio
+
+    signal = torch.from_numpy(det[:, :3000].copy())
+    tensors = {"signal": signal.contiguous()}
+    for n in (64, 512, 2048):
+        fb = torchaudio.functional.melscale_fbanks(n // 2 + 1, 0.0, 12000.0, 64, SAMPLE_RATE, None, "htk")
+        mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=SAMPLE_RATE, n_fft=n, hop_length=n // 4, n_mels=64, f_min=0.0, f_max=12000.0,
+            power=2.0, normalized=False, center=True, pad_mode="reflect", norm=None, mel_scale="htk",
+        )(signal)
+        if n < 2048:  # the widest filterbank is checked through its spectrogram alone (size)
+            tensors[f"fbank_{n}"] = fb.contiguous()
+        tensors[f"mel_{n}"] = mel.contiguous()
+        print(f"mel n_fft {n}: fbank {tuple(fb.shape)}, mel {tuple(mel.shape)}")
+    path = os.path.join(out, "mel.safetensors")
+    save_file(tensors, path, metadata={"torchaudio": torchaudio.__version__, "torch": torch.__version__})
+    return path
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="official width, written to ~/.cache")
@@ -221,14 +255,23 @@ def main():
             assert codes.dtype == torch.int64
             again = fresh.encode(xt)[0][0]
             assert torch.equal(again, codes), name
+            quantized = model.quantizer.decode(codes.transpose(0, 1)).contiguous()
+            decoded = model.decode(frames_out).contiguous()
+            assert torch.equal(model.decoder(quantized), decoded), name
+            decoded_raw = model.decoder(emb).contiguous()
+            assert tuple(decoded.shape) == (x.shape[0], 1, frames * HOP), (name, decoded.shape)
             tensors[f"{name}.input"] = torch.from_numpy(x).contiguous()
             tensors[f"{name}.encoder_out"] = emb
             tensors[f"{name}.codes"] = codes
+            tensors[f"{name}.quantized"] = quantized
+            tensors[f"{name}.decoded"] = decoded
+            tensors[f"{name}.decoded_raw"] = decoded_raw
             distinct = [len(torch.unique(codes[:, q])) for q in range(codes.shape[1])]
             stats[name] = {"frames": frames, "distinct_codes_per_codebook": distinct}
             print(
                 f"{name}: input {tuple(x.shape)} -> encoder_out {tuple(emb.shape)} "
-                f"(std {emb.std().item():.4f}), codes {tuple(codes.shape)}, distinct per codebook {distinct}"
+                f"(std {emb.std().item():.4f}), codes {tuple(codes.shape)}, distinct per codebook {distinct}, "
+                f"decoded {tuple(decoded.shape)} (std {decoded.std().item():.4f})"
             )
 
     meta = {
@@ -252,6 +295,8 @@ def main():
     }
     ref = os.path.join(out, "reference.safetensors")
     save_file(tensors, ref, metadata=meta)
+    if not args.full:
+        mel_reference(det, out)
     size = os.path.getsize(th) + os.path.getsize(ref)
     print(f"wrote {th} ({os.path.getsize(th) / 1e6:.2f} MB) and {ref}; total {size / 1e6:.2f} MB")
 

@@ -12,10 +12,10 @@
 //! | `X.weight_g` + `X.weight_v`, or `X.parametrizations.weight.original0/1` | `X.weight` | weight norm folded (`g · v / ‖v‖` per output channel) |
 //! | `quantizer.vq.layers.N._codebook.{embed_avg, cluster_size, inited}` | dropped | training-only EMA state (`inited` must be 1 for the codebooks used) |
 //! | `quantizer.vq.layers.N._codebook.embed`, `N >= n_q` | dropped | codebooks for higher bandwidths than the config's |
-//! | `decoder.*` | carried, folded | the decoder is not implemented yet; its weights travel on into the kit file |
 //!
-//! Anything else, and every missing or mis-shaped encoder/quantiser tensor, is an error naming
-//! the key.
+//! The decoder (`decoder.*`) is optional: a file without any `decoder.` key encodes only; a
+//! file with one must hold the whole decoder of the config. Anything else, and every missing
+//! or mis-shaped tensor, is an error naming the key.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -24,8 +24,9 @@ use burn::tensor::Device;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, serialize};
 
+use super::decoder::decoder_layout;
 use super::rvq::{ResidualVq, embed_key};
-use super::seanet::{LayerSpec, SeanetEncoder, encoder_layout};
+use super::seanet::{ConvSpec, LayerSpec, Seanet, encoder_layout};
 use super::{Codec, CodecConfig};
 use crate::error::{MertError, Result};
 use crate::load::tensors::{HostTensor, TensorMap, read_pytorch, read_safetensors};
@@ -62,13 +63,32 @@ const WEIGHT_NORM: [(&str, &str); 2] = [
 
 /// Every tensor the encoder and quantiser of `config` read, with its shape, in layer order.
 pub fn expected_tensors(config: &CodecConfig) -> Vec<(String, Vec<usize>)> {
+    let mut out = layout_tensors(&encoder_layout(config));
+    for q in 0..config.n_q {
+        out.push((embed_key(q), vec![config.codebook_size, config.dimension]));
+    }
+    out
+}
+
+/// Every tensor the decoder of `config` reads, with its shape, in layer order.
+pub fn decoder_tensors(config: &CodecConfig) -> Vec<(String, Vec<usize>)> {
+    layout_tensors(&decoder_layout(config))
+}
+
+/// The (folded) tensors of a SEANet layout: conv `{key}.weight` `[out, in, kernel]`
+/// (transposed: `[in, out, kernel]`) and `{key}.bias`, LSTM weights and biases.
+pub fn layout_tensors(layout: &[LayerSpec]) -> Vec<(String, Vec<usize>)> {
     let mut out = Vec::new();
-    let conv = |c: &super::seanet::ConvSpec, out: &mut Vec<(String, Vec<usize>)>| {
+    let conv = |c: &ConvSpec, out: &mut Vec<(String, Vec<usize>)>| {
         out.push((format!("{}.weight", c.key), vec![c.c_out, c.c_in, c.kernel]));
         out.push((format!("{}.bias", c.key), vec![c.c_out]));
     };
-    for layer in encoder_layout(config) {
-        match &layer {
+    for layer in layout {
+        match layer {
+            LayerSpec::ConvTranspose(c) => {
+                out.push((format!("{}.weight", c.key), vec![c.c_in, c.c_out, c.kernel]));
+                out.push((format!("{}.bias", c.key), vec![c.c_out]));
+            }
             LayerSpec::Conv(c) => conv(c, &mut out),
             LayerSpec::Residual { block, shortcut } => {
                 for c in block.iter().chain(shortcut) {
@@ -85,9 +105,6 @@ pub fn expected_tensors(config: &CodecConfig) -> Vec<(String, Vec<usize>)> {
                 }
             }
         }
-    }
-    for q in 0..config.n_q {
-        out.push((embed_key(q), vec![config.codebook_size, config.dimension]));
     }
     out
 }
@@ -209,7 +226,10 @@ impl CodecCheckpoint {
         check_fits(&config, &tensors)?;
         let origin = fold_all(&mut tensors)?;
         let source = tensors.source.clone();
-        let expected = expected_tensors(&config);
+        let mut expected = expected_tensors(&config);
+        if has_decoder(&tensors) {
+            expected.extend(decoder_tensors(&config));
+        }
         for (key, shape) in &expected {
             // A folded weight is reported under the key the file used.
             let named = origin.get(key).map_or(key.as_str(), String::as_str);
@@ -248,9 +268,6 @@ impl CodecCheckpoint {
             .cloned()
             .collect();
         for key in extra {
-            if key.starts_with("decoder.") {
-                continue;
-            }
             match codebook_field(&key) {
                 Some((q, "inited")) => {
                     let t = tensors.remove(&key);
@@ -297,8 +314,22 @@ impl CodecCheckpoint {
     pub fn into_codec(self, device: &Device) -> Result<Codec> {
         let mut tensors = self.tensors;
         let config = self.config;
-        let encoder =
-            SeanetEncoder::build(&encoder_layout(&config), &config, &mut tensors, device)?;
+        let decoder = if has_decoder(&tensors) {
+            Some(Seanet::build(
+                &decoder_layout(&config),
+                1,
+                &mut tensors,
+                device,
+            )?)
+        } else {
+            None
+        };
+        let encoder = Seanet::build(
+            &encoder_layout(&config),
+            config.hop_length(),
+            &mut tensors,
+            device,
+        )?;
         let quantizer = ResidualVq::build(
             config.n_q,
             config.codebook_size,
@@ -306,7 +337,21 @@ impl CodecCheckpoint {
             &mut tensors,
             device,
         )?;
-        Ok(Codec::from_parts(config, encoder, quantizer, device))
+        Ok(Codec::from_parts(
+            config, encoder, quantizer, decoder, device,
+        ))
+    }
+}
+
+/// Whether a state dict carries a decoder (any `decoder.` key).
+fn has_decoder(tensors: &TensorMap) -> bool {
+    tensors.tensors.keys().any(|k| k.starts_with("decoder."))
+}
+
+impl CodecCheckpoint {
+    /// Whether the weights hold a decoder.
+    pub fn has_decoder(&self) -> bool {
+        has_decoder(&self.tensors)
     }
 }
 

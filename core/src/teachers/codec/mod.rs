@@ -6,9 +6,11 @@
 //! encoder (`encodec/modules/seanet.py` `SEANetEncoder`, weight-norm convs, reflect padding, a
 //! 2-layer LSTM with a skip connection) and the residual vector quantiser
 //! (`encodec/quantization/core_vq.py` `ResidualVectorQuantization.encode`, nearest code by squared
-//! Euclidean distance, 8 codebooks of 1024 codes at 6 kbps). The decoder (`decoder.*` keys) is
-//! not implemented yet; its weights are carried through by the loader so that it can be added
-//! beside the encoder (`decoder.rs`) without a new file format.
+//! Euclidean distance, 8 codebooks of 1024 codes at 6 kbps), and the decode path
+//! (`_decode_frame`: `ResidualVectorQuantization.decode`, the sum of the chosen code vectors,
+//! then `SEANetDecoder`, [`decoder`]), for listening checks and for training
+//! ([`train`]: the same architecture as a trainable module with weight norm, the
+//! reconstruction losses in [`loss`] and [`mel`], the codebooks' EMA updates in [`ema`]).
 //!
 //! Frames: the encoder downsamples by `prod(ratios)` = 320, so `L` samples give
 //! `ceil(L / 320)` frames (75 Hz at 24 kHz); codec frame `t` is computed from samples
@@ -18,27 +20,32 @@
 //! Long audio runs in bounded memory, exactly: the input is processed in chunks of whole frames
 //! ([`DEFAULT_CHUNK_FRAMES`]); every causal conv keeps the last `padding_total` steps of its
 //! input as state, and the LSTM keeps its `(h, c)`, so chunked and one-pass encoding compute
-//! the same numbers (up to float summation order). Reflect padding only touches the first and
+//! the same numbers (up to float summation order); decoding streams the same way (a transposed
+//! conv carries its overlapping tail, [`decoder`]). Reflect padding only touches the first and
 //! the last chunk (left: the start of the signal; right: the extra padding that completes the
 //! last frame), so it is applied there exactly as encodec's `pad1d` does on the whole signal.
 //! The LSTM's input projections run as one matmul per chunk on the device; its recurrence is
 //! inherently sequential and runs on the host in f32 (one 4H×H matrix-vector product per frame
 //! and layer), so a GPU device reads back the LSTM input once per chunk and layer.
 
+pub mod decoder;
+pub mod ema;
 pub mod load;
+pub mod loss;
 pub mod lstm;
+pub mod mel;
 pub mod rvq;
 pub mod seanet;
+pub mod train;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MertError, Result};
 pub use load::{CodecCheckpoint, load_codec_path};
 
-use lstm::LstmState;
 use rvq::ResidualVq;
-use seanet::{EncoderState, SeanetEncoder};
+use seanet::{Seanet, SeanetState};
 
 /// Codec frames processed per chunk by [`Codec::encode`] (2 s at 75 Hz). Memory is flat in
 /// the audio length: encoding 60 s with the official width peaks at about 140 MB RSS (weights
@@ -220,13 +227,14 @@ impl Codes {
     }
 }
 
-/// The codec's encoder and quantiser on one device. Build it with [`Codec::from_state_dict`]
-/// or [`CodecCheckpoint::build`].
+/// The codec's encoder, quantiser and (when the weights carry one) decoder on one device.
+/// Build it with [`Codec::from_state_dict`] or [`CodecCheckpoint::build`].
 #[derive(Debug, Clone)]
 pub struct Codec {
     config: CodecConfig,
-    encoder: SeanetEncoder,
+    encoder: Seanet,
     quantizer: ResidualVq,
+    decoder: Option<Seanet>,
     device: Device,
 }
 
@@ -244,16 +252,23 @@ impl Codec {
 
     pub(crate) fn from_parts(
         config: CodecConfig,
-        encoder: SeanetEncoder,
+        encoder: Seanet,
         quantizer: ResidualVq,
+        decoder: Option<Seanet>,
         device: &Device,
     ) -> Self {
         Self {
             config,
             encoder,
             quantizer,
+            decoder,
             device: device.clone(),
         }
+    }
+
+    /// Whether the weights held a decoder ([`Codec::decode`] needs one).
+    pub fn has_decoder(&self) -> bool {
+        self.decoder.is_some()
     }
 
     pub fn config(&self) -> &CodecConfig {
@@ -325,6 +340,64 @@ impl Codec {
         Ok(out)
     }
 
+    /// Audio (`codes.frames · hop` samples) from codes `[frames, k]`, `k <= n_q` (fewer codebooks
+    /// decode at a lower bitrate, as encodec's do).
+    pub fn decode(&self, codes: &Codes) -> Result<Vec<f32>> {
+        self.decode_chunked(codes, DEFAULT_CHUNK_FRAMES)
+    }
+
+    /// [`Codec::decode`] with `chunk_frames` frames per chunk (raised to the decoder's
+    /// minimum); the result does not depend on it beyond float rounding.
+    pub fn decode_chunked(&self, codes: &Codes, chunk_frames: usize) -> Result<Vec<f32>> {
+        let decoder = self.decoder.as_ref().ok_or_else(|| {
+            MertError::Invalid("codec: these weights hold no decoder (`decoder.*`)".into())
+        })?;
+        let (frames, k) = (codes.frames, codes.n_q);
+        if frames == 0 || k == 0 || k > self.config.n_q || codes.data.len() != frames * k {
+            return Err(MertError::Invalid(format!(
+                "codec: cannot decode {frames} frames of {k} codes ({} values); expected 1 to {} codebooks",
+                codes.data.len(),
+                self.config.n_q
+            )));
+        }
+        let bins = self.config.codebook_size as i64;
+        if let Some(bad) = codes.data.iter().find(|&&c| !(0..bins).contains(&c)) {
+            return Err(MertError::Invalid(format!(
+                "codec: code {bad} is outside the codebooks (0..{bins})"
+            )));
+        }
+        let chunk = chunk_frames.max(decoder.min_chunk_frames());
+        let mut state = SeanetState::new(decoder);
+        let mut out = Vec::with_capacity(frames * self.config.hop_length());
+        let mut t = 0;
+        while t < frames {
+            let n = if frames - t <= chunk {
+                frames - t
+            } else {
+                chunk
+            };
+            let rows = codes.data[t * k..(t + n) * k].to_vec();
+            let idx = Tensor::<2, Int>::from_data(TensorData::new(rows, [n, k]), &self.device);
+            // [n, dim] -> [1, dim, n]
+            let emb = self.quantizer.decode(idx);
+            let dim = emb.dims()[1];
+            let x = emb.transpose().reshape([1, dim, n]);
+            let y = decoder.forward(x, &mut state, t + n == frames)?;
+            out.extend(y.try_into_vec_as::<f32>().map_err(|e| {
+                MertError::Invalid(format!("codec: cannot read the decoded audio: {e:?}"))
+            })?);
+            t += n;
+        }
+        Ok(out)
+    }
+
+    /// Encode then decode: what the codec makes of `samples` (same length).
+    pub fn reconstruct(&self, samples: &[f32]) -> Result<Vec<f32>> {
+        let mut out = self.decode(&self.encode(samples)?)?;
+        out.truncate(samples.len());
+        Ok(out)
+    }
+
     /// Run the encoder over `samples` chunk by chunk, handing each chunk's output
     /// `[frames, dimension]` to `sink` in order.
     fn run(
@@ -342,7 +415,7 @@ impl Codec {
             ));
         }
         let chunk = chunk_frames.max(self.min_chunk_frames()) * self.config.hop_length();
-        let mut state = EncoderState::new(&self.encoder, LstmState::default());
+        let mut state = SeanetState::new(&self.encoder);
         let mut pos = 0;
         while pos < samples.len() {
             let end = if samples.len() - pos <= chunk {

@@ -1,8 +1,9 @@
-//! The residual vector quantiser's encode path (`encodec/quantization/core_vq.py`
-//! `ResidualVectorQuantization.encode` with `EuclideanCodebook.quantize`): for each of the
-//! first `n_q` codebooks, pick the code nearest to the residual by squared Euclidean distance,
-//! subtract it, go on with the next codebook. The distance is evaluated in the reference's
-//! form, `|x|² - 2 x·e + |e|²`, so that near ties round the same way as far as possible.
+//! The residual vector quantiser (`encodec/quantization/core_vq.py`
+//! `ResidualVectorQuantization`). Encode (`encode` with `EuclideanCodebook.quantize`): for each
+//! of the first `n_q` codebooks, pick the code nearest to the residual by squared Euclidean
+//! distance, subtract it, go on with the next codebook. The distance is evaluated in the
+//! reference's form, `|x|² - 2 x·e + |e|²`, so that near ties round the same way as far as
+//! possible. Decode (`decode`): the sum of the chosen code vectors.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -79,5 +80,33 @@ impl ResidualVq {
             codes.push(idx);
         }
         Tensor::cat(codes, 1)
+    }
+
+    /// Codebooks held (`n_q`).
+    pub fn len(&self) -> usize {
+        self.codebooks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.codebooks.is_empty()
+    }
+
+    /// The quantised embedding `[frames, dim]` of codes `[frames, k]` (`k <= n_q`): the sum of
+    /// code vector `codes[t, q]` of codebook `q` over `q`.
+    pub fn decode(&self, codes: Tensor<2, Int>) -> Tensor<2> {
+        let [frames, k] = codes.dims();
+        let mut sum: Option<Tensor<2>> = None;
+        for (q, cb) in self.codebooks.iter().enumerate().take(k) {
+            let idx = codes.clone().narrow(1, q, 1).reshape([frames]);
+            let chosen = cb.embed.clone().select(0, idx);
+            sum = Some(match sum {
+                Some(s) => s + chosen,
+                None => chosen,
+            });
+        }
+        sum.unwrap_or_else(|| {
+            let dim = self.codebooks.first().map_or(0, |cb| cb.embed.dims()[1]);
+            Tensor::zeros([frames, dim], &codes.device())
+        })
     }
 }

@@ -1,8 +1,9 @@
-//! The SEANet encoder: causal convs with reflect padding, residual blocks, ELU, and the LSTM,
-//! in the order of encodec's `SEANetEncoder.model` (`encodec/modules/seanet.py`), so layer `i`
-//! loads from `encoder.model.{i}.*`:
+//! The SEANet stacks: causal convs with reflect padding, residual blocks, ELU, the LSTM and
+//! (decoder) causal transposed convs, in the order of encodec's `SEANetEncoder.model` /
+//! `SEANetDecoder.model` (`encodec/modules/seanet.py`), so layer `i` loads from
+//! `encoder.model.{i}.*` / `decoder.model.{i}.*`. Encoder:
 //! conv_in → per stage (ratios reversed) [residual blocks → ELU → strided conv ×2 channels]
-//! → LSTM (+ skip) → ELU → conv_out.
+//! → LSTM (+ skip) → ELU → conv_out. The decoder mirrors it ([`super::decoder`]).
 //!
 //! Every conv runs as a stream (`encodec/modules/conv.py` `SConv1d` with `causal=True`): its
 //! input is padded on the left by `padding_total = (k - 1)·dilation - (stride - 1)` reflected
@@ -19,6 +20,7 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::CodecConfig;
+use super::decoder::{CausalConvTranspose1d, ConvTransposeState};
 use super::lstm::{Lstm, LstmState};
 use crate::error::Result;
 use crate::load::TensorMap;
@@ -53,9 +55,34 @@ pub enum LayerSpec {
         width: usize,
         layers: usize,
     },
+    /// `SConvTranspose1d` (decoder only): `{key}.weight` is `[c_in, c_out, kernel]`, as torch's
+    /// `ConvTranspose1d` stores it; `kernel - stride` outputs are trimmed on the right.
+    ConvTranspose(ConvSpec),
 }
 
-fn conv_spec(
+/// `(k - 1)·dilation + 1 - stride`: a causal conv's left padding (encodec's `padding_total`).
+pub fn padding_total(kernel: usize, stride: usize, dilation: usize) -> usize {
+    ((kernel - 1) * dilation + 1).saturating_sub(stride)
+}
+
+/// encodec's `get_extra_padding_for_conv1d` for an input of `length` steps: right padding
+/// so that the last window is complete (computed with the raw kernel size, as encodec does).
+pub fn extra_padding(kernel: usize, stride: usize, dilation: usize, length: usize) -> usize {
+    let (k, s, p) = (
+        kernel as i64,
+        stride as i64,
+        padding_total(kernel, stride, dilation) as i64,
+    );
+    let length = length as i64;
+    // n_frames = ceil((length - k + p) / s + 1); the numerator below equals
+    // length + (k - 1)(dilation - 1) >= 0.
+    let numerator = (length - k + p + s).max(0);
+    let frames = (numerator + s - 1) / s;
+    let ideal = (frames - 1) * s + (k - p);
+    (ideal - length).max(0) as usize
+}
+
+pub(crate) fn conv_spec(
     key: String,
     c_in: usize,
     c_out: usize,
@@ -71,6 +98,26 @@ fn conv_spec(
         stride,
         dilation,
     }
+}
+
+/// `SEANetResnetBlock` number `j` of a stage of `ch` channels, at state-dict prefix `key`.
+pub(crate) fn residual_spec(key: &str, ch: usize, j: usize, config: &CodecConfig) -> LayerSpec {
+    let hidden = ch / config.compress;
+    let dilation = config.dilation_base.pow(j as u32);
+    let block = vec![
+        conv_spec(
+            format!("{key}.block.1"),
+            ch,
+            hidden,
+            config.residual_kernel_size,
+            1,
+            dilation,
+        ),
+        conv_spec(format!("{key}.block.3"), hidden, ch, 1, 1, 1),
+    ];
+    let shortcut =
+        (!config.true_skip).then(|| conv_spec(format!("{key}.shortcut"), ch, ch, 1, 1, 1));
+    LayerSpec::Residual { block, shortcut }
 }
 
 /// The encoder's layers for `config`, named as encodec's state dict names them
@@ -89,24 +136,8 @@ pub fn encoder_layout(config: &CodecConfig) -> Vec<LayerSpec> {
     let mut mult = 1;
     for &ratio in config.ratios.iter().rev() {
         let ch = mult * nf;
-        let hidden = ch / config.compress;
         for j in 0..config.n_residual_layers {
-            let k = key(&layers);
-            let dilation = config.dilation_base.pow(j as u32);
-            let block = vec![
-                conv_spec(
-                    format!("{k}.block.1"),
-                    ch,
-                    hidden,
-                    config.residual_kernel_size,
-                    1,
-                    dilation,
-                ),
-                conv_spec(format!("{k}.block.3"), hidden, ch, 1, 1, 1),
-            ];
-            let shortcut =
-                (!config.true_skip).then(|| conv_spec(format!("{k}.shortcut"), ch, ch, 1, 1, 1));
-            layers.push(LayerSpec::Residual { block, shortcut });
+            layers.push(residual_spec(&key(&layers), ch, j, config));
         }
         layers.push(LayerSpec::Elu);
         let k = key(&layers);
@@ -178,26 +209,19 @@ impl CausalConv1d {
         }
     }
 
-    /// `(k - 1)·dilation - (stride - 1)`: the left padding, and the history kept between chunks.
+    /// The left padding ([`padding_total`]), and the history kept between chunks.
     pub fn padding_total(&self) -> usize {
-        ((self.conv.kernel_size - 1) * self.conv.dilation + 1).saturating_sub(self.conv.stride)
+        padding_total(self.conv.kernel_size, self.conv.stride, self.conv.dilation)
     }
 
-    /// encodec's `get_extra_padding_for_conv1d` for an input of `length` steps: right padding
-    /// so that the last window is complete (computed with the raw kernel size, as encodec does).
+    /// The right padding that completes the last frame ([`extra_padding`]).
     pub fn extra_padding(&self, length: usize) -> usize {
-        let (k, s, p) = (
-            self.conv.kernel_size as i64,
-            self.conv.stride as i64,
-            self.padding_total() as i64,
-        );
-        let length = length as i64;
-        // n_frames = ceil((length - k + p) / s + 1); the numerator below equals
-        // length + (k - 1)(dilation - 1) >= 0.
-        let numerator = (length - k + p + s).max(0);
-        let frames = (numerator + s - 1) / s;
-        let ideal = (frames - 1) * s + (k - p);
-        (ideal - length).max(0) as usize
+        extra_padding(
+            self.conv.kernel_size,
+            self.conv.stride,
+            self.conv.dilation,
+            length,
+        )
     }
 
     /// `[1, c_in, n]` new input steps → `[1, c_out, frames]`. `last` marks the end of the signal.
@@ -271,54 +295,61 @@ impl ResidualBlock {
     }
 }
 
-/// One entry of `encoder.model`, built.
+/// One entry of `encoder.model` / `decoder.model`, built.
 #[derive(Debug, Clone)]
-pub enum EncoderLayer {
+pub enum SeanetLayer {
     Conv(CausalConv1d),
     Residual(ResidualBlock),
     Elu,
     Lstm(Lstm),
+    ConvTranspose(Box<CausalConvTranspose1d>),
 }
 
-/// The SEANet encoder (weights folded, on one device).
+/// A SEANet stack (the encoder or the decoder; weights folded, on one device), run as a
+/// stream: chunk after chunk with a [`SeanetState`], the same numbers as one pass.
 #[derive(Debug, Clone)]
-pub struct SeanetEncoder {
-    pub layers: Vec<EncoderLayer>,
+pub struct Seanet {
+    pub layers: Vec<SeanetLayer>,
     min_chunk_frames: usize,
 }
 
-/// The streaming state of a [`SeanetEncoder`]: one [`ConvState`] per conv (in layer order)
-/// and the LSTM's.
+/// The streaming state of a [`Seanet`]: one [`ConvState`] per conv and one
+/// [`ConvTransposeState`] per transposed conv (in layer order), and the LSTM's.
 #[derive(Debug, Clone)]
-pub struct EncoderState {
+pub struct SeanetState {
     convs: Vec<ConvState>,
+    convtrs: Vec<ConvTransposeState>,
     lstm: LstmState,
 }
 
-impl EncoderState {
-    pub fn new(encoder: &SeanetEncoder, lstm: LstmState) -> Self {
-        let convs = encoder
-            .layers
-            .iter()
-            .map(|l| match l {
-                EncoderLayer::Conv(_) => 1,
-                EncoderLayer::Residual(r) => r.convs(),
-                _ => 0,
-            })
-            .sum();
+impl SeanetState {
+    pub fn new(stack: &Seanet) -> Self {
+        let count = |f: fn(&SeanetLayer) -> usize| stack.layers.iter().map(f).sum::<usize>();
         Self {
-            convs: vec![ConvState::default(); convs],
-            lstm,
+            convs: vec![
+                ConvState::default();
+                count(|l| match l {
+                    SeanetLayer::Conv(_) => 1,
+                    SeanetLayer::Residual(r) => r.convs(),
+                    _ => 0,
+                })
+            ],
+            convtrs: vec![
+                ConvTransposeState::default();
+                count(|l| usize::from(matches!(l, SeanetLayer::ConvTranspose(_))))
+            ],
+            lstm: LstmState::default(),
         }
     }
 }
 
-impl SeanetEncoder {
+impl Seanet {
     /// Build the layers of `layout`, taking each tensor out of `tensors` (validated and folded
-    /// by the loader: every key is present with its shape).
+    /// by the loader: every key is present with its shape). `steps_per_frame`: input steps per
+    /// codec frame at the stack's input (`hop` for the encoder, 1 for the decoder).
     pub fn build(
         layout: &[LayerSpec],
-        config: &CodecConfig,
+        steps_per_frame: usize,
         tensors: &mut TensorMap,
         device: &Device,
     ) -> Result<Self> {
@@ -328,24 +359,35 @@ impl SeanetEncoder {
                 .map(|t| t.data)
                 .ok_or_else(|| crate::error::MertError::tensor(&tensors.source, &key, "missing"))
         };
-        let mut conv = |spec: &ConvSpec| -> Result<CausalConv1d> {
-            let weight = take(format!("{}.weight", spec.key))?;
-            let bias = take(format!("{}.bias", spec.key))?;
-            Ok(CausalConv1d::new(spec, weight, bias, device))
+        let mut conv = |spec: &ConvSpec| -> Result<(Vec<f32>, Vec<f32>)> {
+            Ok((
+                take(format!("{}.weight", spec.key))?,
+                take(format!("{}.bias", spec.key))?,
+            ))
         };
         let mut layers = Vec::with_capacity(layout.len());
         let mut lstm_specs = Vec::new();
         for spec in layout {
+            let mut causal = |c: &ConvSpec| -> Result<CausalConv1d> {
+                let (w, b) = conv(c)?;
+                Ok(CausalConv1d::new(c, w, b, device))
+            };
             layers.push(match spec {
-                LayerSpec::Conv(c) => EncoderLayer::Conv(conv(c)?),
-                LayerSpec::Residual { block, shortcut } => EncoderLayer::Residual(ResidualBlock {
-                    block: block.iter().map(&mut conv).collect::<Result<_>>()?,
-                    shortcut: shortcut.as_ref().map(&mut conv).transpose()?,
+                LayerSpec::Conv(c) => SeanetLayer::Conv(causal(c)?),
+                LayerSpec::Residual { block, shortcut } => SeanetLayer::Residual(ResidualBlock {
+                    block: block.iter().map(&mut causal).collect::<Result<_>>()?,
+                    shortcut: shortcut.as_ref().map(&mut causal).transpose()?,
                 }),
-                LayerSpec::Elu => EncoderLayer::Elu,
+                LayerSpec::Elu => SeanetLayer::Elu,
+                LayerSpec::ConvTranspose(c) => {
+                    let (w, b) = conv(c)?;
+                    SeanetLayer::ConvTranspose(Box::new(CausalConvTranspose1d::new(
+                        c, w, b, device,
+                    )))
+                }
                 LayerSpec::Lstm { .. } => {
                     lstm_specs.push(layers.len());
-                    EncoderLayer::Elu // placeholder, replaced below
+                    SeanetLayer::Elu // placeholder, replaced below
                 }
             });
         }
@@ -356,11 +398,11 @@ impl SeanetEncoder {
                 layers: n,
             } = &layout[i]
             {
-                layers[i] = EncoderLayer::Lstm(Lstm::build(key, *width, *n, tensors, device)?);
+                layers[i] = SeanetLayer::Lstm(Lstm::build(key, *width, *n, tensors, device)?);
             }
         }
         Ok(Self {
-            min_chunk_frames: min_chunk_frames(layout, config.hop_length()),
+            min_chunk_frames: min_chunk_frames(layout, steps_per_frame),
             layers,
         })
     }
@@ -370,27 +412,31 @@ impl SeanetEncoder {
         self.min_chunk_frames
     }
 
-    /// `[1, channels, n]` samples → `[1, dimension, frames]`, continuing from `state`.
+    /// `[1, c_in, n]` → `[1, c_out, m]`, continuing from `state`; `last` marks the end.
     pub fn forward(
         &self,
         mut x: Tensor<3>,
-        state: &mut EncoderState,
+        state: &mut SeanetState,
         last: bool,
     ) -> Result<Tensor<3>> {
-        let mut next = 0;
+        let (mut next, mut next_tr) = (0, 0);
         for layer in &self.layers {
             x = match layer {
-                EncoderLayer::Conv(conv) => {
+                SeanetLayer::Conv(conv) => {
                     next += 1;
                     conv.forward(x, &mut state.convs[next - 1], last)
                 }
-                EncoderLayer::Residual(block) => {
+                SeanetLayer::Residual(block) => {
                     let n = block.convs();
                     next += n;
                     block.forward(x, &mut state.convs[next - n..next], last)
                 }
-                EncoderLayer::Elu => elu(x, 1.0),
-                EncoderLayer::Lstm(lstm) => lstm.forward(x, &mut state.lstm)?,
+                SeanetLayer::Elu => elu(x, 1.0),
+                SeanetLayer::Lstm(lstm) => lstm.forward(x, &mut state.lstm)?,
+                SeanetLayer::ConvTranspose(conv) => {
+                    next_tr += 1;
+                    conv.forward(x, &mut state.convtrs[next_tr - 1])
+                }
             };
         }
         Ok(x)
@@ -399,12 +445,12 @@ impl SeanetEncoder {
 
 /// The fewest frames per chunk for which every conv's first chunk is longer than its padding
 /// (left `padding_total`, right at most `stride - 1`), so reflection never reaches past it.
-fn min_chunk_frames(layout: &[LayerSpec], hop: usize) -> usize {
-    // Input steps per codec frame at the current layer.
-    let mut per_frame = hop;
+/// `per_frame`: input steps per codec frame at the stack's input.
+pub(crate) fn min_chunk_frames(layout: &[LayerSpec], per_frame: usize) -> usize {
+    let mut per_frame = per_frame;
     let mut need = 1;
     let mut check = |spec: &ConvSpec, per_frame: usize| {
-        let p = ((spec.kernel - 1) * spec.dilation + 1).saturating_sub(spec.stride);
+        let p = padding_total(spec.kernel, spec.stride, spec.dilation);
         let pad = p.max(spec.stride - 1);
         need = need.max(pad / per_frame.max(1) + 1);
     };
@@ -420,7 +466,8 @@ fn min_chunk_frames(layout: &[LayerSpec], hop: usize) -> usize {
                     .chain(shortcut)
                     .for_each(|c| check(c, per_frame));
             }
-            _ => {}
+            LayerSpec::ConvTranspose(c) => per_frame *= c.stride,
+            LayerSpec::Elu | LayerSpec::Lstm { .. } => {}
         }
     }
     need
