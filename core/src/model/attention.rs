@@ -1,14 +1,20 @@
 //! Multi-head self-attention, as `HubertAttention` (eager): biased q/k/v/out projections,
 //! `softmax(q k^T / sqrt(d) + mask) v`. Uses burn's fused attention op, which scales the scores
 //! by `1/sqrt(head_dim)` (the reference scales `q` first: equal up to rounding).
+//!
+//! MERT-v1-330M's `attention_relax` (scores divided by a constant, their row maximum subtracted,
+//! multiplied back) keeps fp16 scores from overflowing; it leaves the softmax unchanged, and
+//! the fused op (online softmax) already subtracts each row's maximum, so no option is needed.
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::config::MertConfig;
+use super::regularize::{Regularize, dropout};
 
 #[derive(Module, Debug)]
 pub struct Attention {
@@ -35,6 +41,17 @@ impl Attention {
     /// `x`: `[batch, frames, hidden]`; `key_mask`: `[batch, frames]`, true where a frame is
     /// padding and must not be attended to.
     pub fn forward(&self, x: Tensor<3>, key_mask: Option<&Tensor<2, Bool>>) -> Tensor<3> {
+        self.forward_with(x, key_mask, None)
+    }
+
+    /// `forward`, with dropout on the attention probabilities when training (`reg`). Dropout
+    /// needs the probabilities, so that case takes the unfused path.
+    pub fn forward_with(
+        &self,
+        x: Tensor<3>,
+        key_mask: Option<&Tensor<2, Bool>>,
+        reg: Option<&Regularize>,
+    ) -> Tensor<3> {
         let [batch, frames, hidden] = x.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
@@ -49,7 +66,17 @@ impl Attention {
                 .reshape([batch, 1, 1, frames])
                 .expand([batch, heads, frames, frames])
         });
-        let out = attention(q, k, v, mask, None, AttentionModuleOptions::default());
+        let out = match reg.map(|r| r.attention).filter(|&p| p > 0.0) {
+            Some(p) => {
+                let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (head_dim as f64).sqrt());
+                let scores = match mask {
+                    Some(m) => scores.mask_fill(m, f32::MIN),
+                    None => scores,
+                };
+                dropout(softmax(scores, 3), p).matmul(v)
+            }
+            None => attention(q, k, v, mask, None, AttentionModuleOptions::default()),
+        };
         // [batch, heads, frames, head_dim] -> [batch, frames, hidden]
         let out = out.swap_dims(1, 2).reshape([batch, frames, hidden]);
         self.out_proj.forward(out)

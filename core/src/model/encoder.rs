@@ -9,6 +9,7 @@ use burn::tensor::{Bool, Device, Tensor};
 use super::config::MertConfig;
 use super::layer::EncoderLayer;
 use super::pos_conv::PositionalConvEmbedding;
+use super::regularize::{Regularize, maybe_dropout};
 
 #[derive(Module, Debug)]
 pub struct Encoder {
@@ -40,6 +41,17 @@ impl Encoder {
     /// `pad_mask` (`[batch, frames]`, true = padding) zeroes padded frames before the positional
     /// conv and hides them as attention keys, as the reference does for padded batches.
     pub fn forward(&self, h: Tensor<3>, pad_mask: Option<&Tensor<2, Bool>>) -> Vec<Tensor<3>> {
+        self.forward_with(h, pad_mask, None)
+    }
+
+    /// `forward`, with dropout and LayerDrop when training (`reg`): a dropped layer passes its
+    /// input through, and its hidden state repeats the previous one.
+    pub fn forward_with(
+        &self,
+        h: Tensor<3>,
+        pad_mask: Option<&Tensor<2, Bool>>,
+        reg: Option<&Regularize>,
+    ) -> Vec<Tensor<3>> {
         let h = match pad_mask {
             Some(mask) => {
                 let [b, t] = mask.dims();
@@ -52,10 +64,13 @@ impl Encoder {
         if !self.pre_ln {
             h = self.layer_norm.forward(h);
         }
+        h = maybe_dropout(h, reg, |r| r.hidden);
         let mut states = Vec::with_capacity(self.layers.len() + 1);
-        for layer in &self.layers {
+        for (i, layer) in self.layers.iter().enumerate() {
             states.push(h.clone());
-            h = layer.forward(h, pad_mask);
+            if reg.is_none_or(|r| r.keeps(i)) {
+                h = layer.forward_with(h, pad_mask, reg);
+            }
         }
         if self.pre_ln {
             h = self.layer_norm.forward(h);

@@ -1,6 +1,6 @@
 //! One transformer layer, in both MERT placements of LayerNorm:
 //! post-LN (`HubertEncoderLayer`, MERT-v1-95M) and pre-LN (`HubertEncoderLayerStableLayerNorm`,
-//! MERT-v1-330M). Inference only: dropout is the identity.
+//! MERT-v1-330M). Dropout only when training (`forward_with` and a [`Regularize`]).
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -9,6 +9,7 @@ use burn::tensor::{Bool, Device, Tensor};
 
 use super::attention::Attention;
 use super::config::MertConfig;
+use super::regularize::{Regularize, maybe_dropout};
 
 /// `output_dense(gelu(intermediate_dense(x)))`
 #[derive(Module, Debug)]
@@ -19,8 +20,15 @@ pub struct FeedForward {
 
 impl FeedForward {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.output_dense
-            .forward(gelu(self.intermediate_dense.forward(x)))
+        self.forward_with(x, None)
+    }
+
+    /// With dropout after the activation and on the output when training.
+    pub fn forward_with(&self, x: Tensor<3>, reg: Option<&Regularize>) -> Tensor<3> {
+        let h = maybe_dropout(gelu(self.intermediate_dense.forward(x)), reg, |r| {
+            r.activation
+        });
+        maybe_dropout(self.output_dense.forward(h), reg, |r| r.hidden)
     }
 }
 
@@ -55,15 +63,30 @@ impl EncoderLayer {
 
     /// `[batch, frames, hidden]` -> `[batch, frames, hidden]`
     pub fn forward(&self, h: Tensor<3>, key_mask: Option<&Tensor<2, Bool>>) -> Tensor<3> {
+        self.forward_with(h, key_mask, None)
+    }
+
+    /// `forward`, with the reference's dropouts when training (`reg`).
+    pub fn forward_with(
+        &self,
+        h: Tensor<3>,
+        key_mask: Option<&Tensor<2, Bool>>,
+        reg: Option<&Regularize>,
+    ) -> Tensor<3> {
+        let attend = |x: Tensor<3>| {
+            let a = self.attention.forward_with(x, key_mask, reg);
+            maybe_dropout(a, reg, |r| r.hidden)
+        };
         if self.pre_ln {
-            let h = h.clone() + self.attention.forward(self.layer_norm.forward(h), key_mask);
-            h.clone() + self.feed_forward.forward(self.final_layer_norm.forward(h))
+            let h = h.clone() + attend(self.layer_norm.forward(h));
+            h.clone()
+                + self
+                    .feed_forward
+                    .forward_with(self.final_layer_norm.forward(h), reg)
         } else {
-            let h = self
-                .layer_norm
-                .forward(h.clone() + self.attention.forward(h, key_mask));
+            let h = self.layer_norm.forward(h.clone() + attend(h));
             self.final_layer_norm
-                .forward(h.clone() + self.feed_forward.forward(h))
+                .forward(h.clone() + self.feed_forward.forward_with(h, reg))
         }
     }
 }

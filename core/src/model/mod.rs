@@ -8,6 +8,8 @@ pub mod feature_encoder;
 pub mod layer;
 pub mod mert;
 pub mod pos_conv;
+pub mod regularize;
 
 pub use config::{FeatExtractNorm, MertConfig};
 pub use mert::{Mert, MertOutput};
+pub use regularize::Regularize;

@@ -5,6 +5,7 @@ use burn::tensor::{Bool, Tensor, TensorData};
 
 use super::heads::PretrainHeads;
 use crate::model::Mert;
+use crate::model::regularize::{Regularize, maybe_dropout};
 
 /// What the loss needs from one student pass.
 #[derive(Debug, Clone)]
@@ -17,13 +18,15 @@ pub struct StudentOutput {
 
 /// `audio`: `[batch, samples]` (the noisy input); `mask[b][t]` true = masked frame (rows must
 /// have the model's frame count for these samples). `feature_grad_mult` scales the gradient
-/// flowing into the conv stack without changing the forward values.
+/// flowing into the conv stack without changing the forward values. `reg`: dropout and
+/// LayerDrop for a training step (`None` for validation).
 pub fn student_forward(
     model: &Mert,
     heads: &PretrainHeads,
     audio: Tensor<2>,
     mask: &[Vec<bool>],
     feature_grad_mult: f64,
+    reg: Option<&Regularize>,
 ) -> StudentOutput {
     let device = audio.device();
     let mut conv = model.feature_extractor.forward(audio);
@@ -31,7 +34,11 @@ pub fn student_forward(
         conv = conv.clone() * feature_grad_mult + conv.detach() * (1.0 - feature_grad_mult);
     }
     let conv_features = conv.swap_dims(1, 2);
-    let h = model.feature_projection.forward(conv_features.clone());
+    let h = maybe_dropout(
+        model.feature_projection.forward(conv_features.clone()),
+        reg,
+        |r| r.feat_proj,
+    );
     let [batch, frames, hidden] = h.dims();
     let flat: Vec<bool> = mask
         .iter()
@@ -49,7 +56,7 @@ pub fn student_forward(
     } else {
         h
     };
-    let mut states = model.encoder.forward(h, None);
+    let mut states = model.encoder.forward_with(h, None, reg);
     let last = states
         .pop()
         .expect("the encoder returns at least one state");

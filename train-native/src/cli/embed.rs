@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use mert_core::embed::{EmbedOptions, FileSource, FrameSink, MeanSink, run_windows};
+use mert_core::embed::{EmbedOptions, FrameSink, MeanSink, run_windows};
 
 use super::inputs::{collect_inputs, output_for};
+use super::prefetch::Prefetch;
 use crate::backend::Backend;
 use crate::output::{ArrayFileSink, ArrayFormat, npy_bytes, safetensors_bytes, write_atomic};
 use crate::progress::{WithProgress, bar};
@@ -102,7 +103,8 @@ pub fn run(args: EmbedArgs, quiet: bool) -> Result<()> {
         window_seconds: args.window,
         hop_seconds: args.hop,
     };
-    let mut failed = 0;
+    // The files to do, with their outputs; existing outputs are skipped so a rerun resumes.
+    let mut jobs = Vec::new();
     for input in &inputs {
         let out = if single {
             args.out.clone()
@@ -114,8 +116,23 @@ pub fn run(args: EmbedArgs, quiet: bool) -> Result<()> {
             }
             out
         };
+        jobs.push((input, out));
+    }
+    let mut failed = 0;
+    // The next file is decoded on a worker thread while the model runs on this one.
+    let mut ahead = jobs
+        .first()
+        .map(|(input, _)| Prefetch::spawn(input.path.clone(), model.sample_rate));
+    for (k, (input, out)) in jobs.iter().enumerate() {
+        let Some(mut source) = ahead.take() else {
+            break;
+        };
+        ahead = jobs
+            .get(k + 1)
+            .map(|(next, _)| Prefetch::spawn(next.path.clone(), model.sample_rate));
+        let out = out.clone();
         let result = (|| -> Result<()> {
-            let (mut source, total) = FileSource::open(&input.path, model.sample_rate)?;
+            let total = source.total()?;
             let label = input
                 .path
                 .file_name()
@@ -138,7 +155,11 @@ pub fn run(args: EmbedArgs, quiet: bool) -> Result<()> {
                 };
                 run_windows(
                     &model,
-                    &mut || source.next_chunk(),
+                    &mut || {
+                        source
+                            .next_chunk()
+                            .map_err(|e| mert_core::MertError::Invalid(crate::one_line(&e)))
+                    },
                     total,
                     &options,
                     &layers,

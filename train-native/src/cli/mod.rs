@@ -7,6 +7,7 @@ mod embed;
 mod init;
 pub(crate) mod inputs;
 mod labels;
+mod prefetch;
 mod pretrain;
 mod probe;
 mod quantize;

@@ -12,6 +12,7 @@ use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOpti
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use mert_core::MertConfig;
 use mert_core::audio::normalize;
+use mert_core::model::Regularize;
 use mert_core::pretrain::{
     LossTerms, NoiseMixture, StepRng, learning_rate, masked_index, span_mask, student_forward,
 };
@@ -59,7 +60,8 @@ pub fn optimizer(config: &RunConfig) -> ModuleOptimizer {
         .init()
 }
 
-/// The loss of one micro-batch. `train`: noise mixture on; the RNG streams come from the step.
+/// The loss of one micro-batch; the RNG streams come from the step. `train`: dropout and
+/// LayerDrop as the model config says (`mixture`: the noise mixture, when on).
 pub fn batch_loss(
     trainer: &Pretrainer,
     run: &Run,
@@ -67,6 +69,7 @@ pub fn batch_loss(
     rng_step: u64,
     micro: u64,
     mixture: Option<&NoiseMixture>,
+    train: bool,
 ) -> LossTerms {
     let cfg = run.config;
     let seed = cfg.train.seed;
@@ -85,6 +88,17 @@ pub fn batch_loss(
     let mut rng = StepRng::for_step(seed, rng_step, 300 + micro);
     let m = &cfg.masking;
     let mask = span_mask(&mut rng, b, batch.frames, m.prob, m.length, m.min_masks);
+    let reg = train.then(|| {
+        let mc = &run.model_config;
+        let mut rng = StepRng::for_step(seed, rng_step, 400 + micro);
+        let keep = (0..mc.num_hidden_layers)
+            .map(|_| rng.uniform() >= mc.layerdrop)
+            .collect();
+        // Dropout masks come from the device's generator: seeded per step, so a resumed run
+        // draws the same ones.
+        run.device.seed(rng.next_u64());
+        Regularize::from_config(mc, keep)
+    });
     let heads_cfg = &cfg.heads;
     let out = student_forward(
         &trainer.model,
@@ -92,6 +106,7 @@ pub fn batch_loss(
         input,
         &mask,
         heads_cfg.feature_grad_mult,
+        reg.as_ref(),
     );
     let index = masked_index(&mask);
     let n = index.len();
@@ -147,7 +162,8 @@ impl ModuleVisitor for ScaleGrads<'_> {
     }
 }
 
-fn clip_global_norm(trainer: &Pretrainer, grads: &mut GradientsParams, clip: f64) -> f64 {
+/// Scale `grads` so their global norm is at most `clip` (0 = off); returns the norm before.
+pub fn clip_global_norm<M: Module>(trainer: &M, grads: &mut GradientsParams, clip: f64) -> f64 {
     let mut v = GradNorm { grads, sum: None };
     trainer.visit(&mut v);
     let norm = v
@@ -177,7 +193,7 @@ pub fn valid_loss(trainer: &Pretrainer, run: &Run) -> Result<Option<f64>> {
         let fixed = u64::MAX - i as u64;
         let mut rng = StepRng::for_step(t.seed, fixed, 100);
         let batch = draw_batch(corpus, run.crop, t.batch_size, &mut rng)?;
-        let terms = batch_loss(trainer, run, &batch, fixed, 0, None);
+        let terms = batch_loss(trainer, run, &batch, fixed, 0, None, false);
         total += scalar(&terms.total.detach());
     }
     Ok(Some(total / t.valid_batches.max(1) as f64))
@@ -221,7 +237,7 @@ pub fn train(
         let mut accumulator = GradientsAccumulator::<Pretrainer>::new();
         let (mut loss, mut codes, mut cqt, mut pen) = (0.0, 0.0, 0.0, 0.0);
         for (m, batch) in micro.iter().enumerate() {
-            let terms = batch_loss(&trainer, run, batch, step, m as u64, mixture.as_ref());
+            let terms = batch_loss(&trainer, run, batch, step, m as u64, mixture.as_ref(), true);
             let objective = terms.total.clone() / t.update_freq as f64;
             let grads = objective.backward();
             accumulator.accumulate(&trainer, GradientsParams::from_grads(grads, &trainer));
@@ -304,7 +320,7 @@ pub fn train(
 }
 
 /// On resume, drop the metric lines logged after the checkpoint (they will be logged again).
-fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
+pub fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(());
     };
