@@ -69,31 +69,23 @@ pub fn maybe_dropout<const D: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, TensorData};
+    use burn::tensor::Device;
 
-    // One test: the device generator is shared, and parallel tests would reseed it midway.
+    // That a seed fixes the masks is tested end to end by the resume test of `mert pretrain`
+    // (tests/pretrain_cli.rs), in its own process: here other tests share the generator.
     #[test]
-    fn dropout_keeps_the_expected_fraction_and_a_seed_fixes_the_mask() {
+    fn dropout_keeps_the_expected_fraction_and_the_mean() {
         let device = Device::default();
         device.seed(7);
         let x = Tensor::<1>::ones([100_000], &device);
-        let y: Vec<f32> = dropout(x, 0.1).into_data().to_vec().unwrap_or_default();
+        let y: Vec<f32> = dropout(x, 0.1)
+            .into_data()
+            .try_into_vec()
+            .unwrap_or_default();
         let zeros = y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64;
         let mean = y.iter().map(|&v| v as f64).sum::<f64>() / y.len() as f64;
         assert!((zeros - 0.1).abs() < 0.005, "dropped fraction {zeros}");
         assert!((mean - 1.0).abs() < 0.01, "mean {mean}");
         assert!(y.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.9).abs() < 1e-6));
-
-        let draw = || {
-            device.seed(42);
-            let x = Tensor::<1>::from_data(TensorData::new(vec![1.0f32; 64], [64]), &device);
-            dropout(x, 0.5)
-                .into_data()
-                .to_vec::<f32>()
-                .unwrap_or_default()
-        };
-        let first = draw();
-        assert_eq!(first, draw());
-        assert!(first.iter().any(|&v| v == 0.0) && first.iter().any(|&v| v == 2.0));
     }
 }
