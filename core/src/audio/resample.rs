@@ -8,6 +8,11 @@
 //! signal zero-padded by `width` on the left. Streaming: chunks of any size go in, memory
 //! stays one kernel deep, and the output has exactly `ceil(n * new / orig)` samples.
 //!
+//! For the usual rates the table is small and kept whole. A coprime ratio (24001:24000, a
+//! crafted header's 44101 Hz) would make it gigabytes, though each phase's kernel is zero
+//! outside a band of about `12 * orig / min(orig, new)` taps: such tables keep only the band,
+//! with the same values, so the output equals the whole table's up to float summation order.
+//!
 //! (A general-purpose FFT resampler such as rubato's agrees with this one only to 43-56 dB
 //! SNR on broadband music, because the filters' transition bands differ; matching the
 //! reference is the point here, and the cost is small: 171 taps per output at 44.1 kHz.)
@@ -21,13 +26,22 @@ fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
+/// Above this many kernel values the table keeps only each phase's non-zero band (the exact
+/// table of a coprime ratio such as 24001:24000 would hold 576 M values, 2.3 GB).
+const DENSE_TABLE_MAX: usize = 1 << 20;
+/// No table beyond this (64 MB): ratios that would need more are refused.
+const TABLE_MAX: u64 = 1 << 24;
+
 /// A streaming resampler from `from` Hz to `to` Hz (a plain copy when they are equal).
 pub struct StreamResampler {
     orig: usize,
     new: usize,
     width: usize,
-    /// `new` kernels of `2 * width + orig` taps, row-major.
+    /// Per phase, `band` taps starting at tap `starts[phase]` of the reference's
+    /// `2 * width + orig`; row-major. For small tables the band is the whole kernel.
     kernels: Vec<f32>,
+    starts: Vec<usize>,
+    band: usize,
     /// Padded input from padded index `base` on (padded index `i` = input sample `i - width`).
     buf: Vec<f32>,
     base: usize,
@@ -40,6 +54,11 @@ pub struct StreamResampler {
 
 impl StreamResampler {
     pub fn new(from: u32, to: u32) -> Result<Self> {
+        Self::with_dense_max(from, to, DENSE_TABLE_MAX)
+    }
+
+    /// As [`Self::new`], keeping the whole table up to `dense_max` values.
+    fn with_dense_max(from: u32, to: u32, dense_max: usize) -> Result<Self> {
         if from == 0 || to == 0 {
             return Err(MertError::Invalid(format!(
                 "cannot resample from {from} Hz to {to} Hz"
@@ -47,20 +66,38 @@ impl StreamResampler {
         }
         let g = gcd(from as u64, to as u64);
         let (orig, new) = ((from as u64 / g) as usize, (to as u64 / g) as usize);
-        if from != to && orig.max(new) > 100_000 {
+        let base_freq = orig.min(new) as f64 * ROLLOFF;
+        let width_f = (LOWPASS_FILTER_WIDTH * orig as f64 / base_freq).ceil();
+        let taps_f = 2.0 * width_f + orig as f64;
+        // The kernel is zero where |t| reaches the filter width: about 2 * 6 * orig / base_freq
+        // taps around each phase's centre are not (plus rounding at both ends).
+        let support_f = (2.0 * LOWPASS_FILTER_WIDTH * orig as f64 / base_freq).ceil() + 3.0;
+        let dense = new as f64 * taps_f <= dense_max as f64;
+        let band_f = if dense { taps_f } else { support_f.min(taps_f) };
+        if new as f64 * band_f > TABLE_MAX as f64 {
             return Err(MertError::Invalid(format!(
-                "cannot resample from {from} Hz to {to} Hz: the reduced ratio {orig}:{new} is too large"
+                "cannot resample from {from} Hz to {to} Hz: the reduced ratio {orig}:{new} needs a filter table of {:.0} values",
+                new as f64 * band_f
             )));
         }
-        let base_freq = orig.min(new) as f64 * ROLLOFF;
-        let width = (LOWPASS_FILTER_WIDTH * orig as f64 / base_freq).ceil() as usize;
+        // Below TABLE_MAX: every size fits a usize.
+        let (width, band) = (width_f as usize, band_f as usize);
         let taps = 2 * width + orig;
         let scale = base_freq / orig as f64;
-        let mut kernels = Vec::with_capacity(new * taps);
+        let (mut kernels, mut starts) = (Vec::with_capacity(new * band), Vec::with_capacity(new));
         for phase in 0..new {
             // The reference forms `-phase / new` in float32 before widening to float64.
             let offset = (-(phase as f32) / new as f32) as f64;
-            for k in 0..taps {
+            // First tap with |t| < width: (k - width) / orig > -width / base_freq - offset.
+            let first =
+                width as f64 + orig as f64 * (-LOWPASS_FILTER_WIDTH / base_freq - offset) - 1.0;
+            let start = if dense {
+                0
+            } else {
+                (first.floor().max(0.0) as usize).min(taps - band)
+            };
+            starts.push(start);
+            for k in start..start + band {
                 let idx = (k as f64 - width as f64) / orig as f64;
                 let t =
                     ((offset + idx) * base_freq).clamp(-LOWPASS_FILTER_WIDTH, LOWPASS_FILTER_WIDTH);
@@ -77,6 +114,8 @@ impl StreamResampler {
             new,
             width,
             kernels,
+            starts,
+            band,
             buf: vec![0.0; width],
             base: 0,
             block: 0,
@@ -128,8 +167,8 @@ impl StreamResampler {
                 break;
             }
             let x = &self.buf[start - self.base..start - self.base + taps];
-            for kernel in self.kernels.chunks_exact(taps) {
-                out.push(dot(x, kernel));
+            for (kernel, &at) in self.kernels.chunks_exact(self.band).zip(&self.starts) {
+                out.push(dot(&x[at..at + self.band], kernel));
             }
             self.block += 1;
         }
@@ -212,5 +251,62 @@ mod tests {
             parts.extend(r.finish().unwrap());
             assert_eq!(parts, whole, "{from} -> {to}, {n} samples");
         }
+    }
+
+    /// The band-only table gives the whole table's output (summation order aside), streamed
+    /// or not, for down- and upsampling.
+    #[test]
+    fn band_table_equals_the_whole_table() {
+        for (from, to) in [
+            (44_100u32, 24_000u32),
+            (22_050, 24_000),
+            (11_025, 24_000),
+            (96_000, 24_000),
+        ] {
+            let x = sine(3000.0, from, 9_001);
+            let whole = resample(&x, from, to).unwrap();
+            let mut r = StreamResampler::with_dense_max(from, to, 0).unwrap();
+            assert!(r.band < r.taps(), "{from} -> {to}: no band");
+            let mut banded = Vec::new();
+            for chunk in x.chunks(1000) {
+                banded.extend(r.push(chunk).unwrap());
+            }
+            banded.extend(r.finish().unwrap());
+            assert_eq!(banded.len(), whole.len());
+            let max_err = banded
+                .iter()
+                .zip(&whole)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(max_err < 1e-6, "{from} -> {to}: max difference {max_err}");
+        }
+    }
+
+    /// Coprime rates: a small table, and a sine that keeps its frequency.
+    #[test]
+    fn coprime_rates_resample_with_a_small_table() {
+        for (from, to) in [(24_000u32, 24_001u32), (44_101, 24_000), (24_000, 97_001)] {
+            let r = StreamResampler::new(from, to).unwrap();
+            assert!(
+                r.kernels.len() < 4 << 20,
+                "{from} -> {to}: {} values",
+                r.kernels.len()
+            );
+            let x = sine(440.0, from, from as usize);
+            let y = resample(&x, from, to).unwrap();
+            assert_eq!(
+                y.len() as u64,
+                (from as u64 * to as u64).div_ceil(from as u64)
+            );
+            let expected = sine(440.0, to, to as usize);
+            let (a, b) = (to as usize / 20, to as usize * 19 / 20);
+            let max_err = y[a..b]
+                .iter()
+                .zip(&expected[a..b])
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max);
+            assert!(max_err < 1e-3, "{from} -> {to}: max error {max_err}");
+        }
+        assert!(StreamResampler::new(u32::MAX, 24_000).is_err());
     }
 }
