@@ -8,8 +8,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-/// A temp file name in `path`'s folder (which must exist), unique to this process.
-fn temp_beside(path: &Path) -> Result<std::path::PathBuf> {
+/// The folder `path` will be written in, which must exist: commands check it before their
+/// work, not after it.
+pub fn output_folder(path: &Path) -> Result<&Path> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -21,6 +22,12 @@ fn temp_beside(path: &Path) -> Result<std::path::PathBuf> {
             dir.display()
         );
     }
+    Ok(dir)
+}
+
+/// A temp file name in `path`'s folder (which must exist), unique to this process.
+fn temp_beside(path: &Path) -> Result<std::path::PathBuf> {
+    let dir = output_folder(path)?;
     let name = path
         .file_name()
         .and_then(|n| n.to_str())

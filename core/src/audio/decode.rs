@@ -13,6 +13,26 @@ use symphonia::core::meta::MetadataOptions;
 
 use crate::error::{MertError, Result};
 
+/// Sample rates outside this range are refused: no audio format uses them, and resampling
+/// from 1 Hz to the model's rate would multiply every packet by 24000.
+pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 1_000..=1_536_000;
+
+/// The sample rate stated by a header or a packet, if it is one audio uses.
+fn check_rate(rate: u32, name: &str) -> Result<u32> {
+    if SAMPLE_RATES.contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(MertError::audio(
+            name,
+            format!(
+                "sample rate {rate} Hz: expected {} to {} Hz",
+                SAMPLE_RATES.start(),
+                SAMPLE_RATES.end()
+            ),
+        ))
+    }
+}
+
 /// Decoded mono audio.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonoAudio {
@@ -94,12 +114,17 @@ impl AudioStream {
                     fail(format!("unsupported codec ({e})"))
                 }
             })?;
+        // 0: not stated (the packets will say); anything else is checked now.
+        let sample_rate = match params.sample_rate.unwrap_or(0) {
+            0 => 0,
+            rate => check_rate(rate, name)?,
+        };
         Ok(Self {
             name: name.to_string(),
             format,
             decoder,
             track_id,
-            sample_rate: params.sample_rate.unwrap_or(0),
+            sample_rate,
             channels: params.channels.as_ref().map(|c| c.count()).unwrap_or(0),
             interleaved: Vec::new(),
             bad_packets: 0,
@@ -147,6 +172,7 @@ impl AudioStream {
                     "a decoded packet states no channels or no sample rate".into(),
                 ));
             }
+            check_rate(rate, &name)?;
             if self.sample_rate != 0 && rate != self.sample_rate {
                 return Err(fail(format!(
                     "the sample rate changes mid-stream ({} -> {rate} Hz)",

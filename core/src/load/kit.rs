@@ -161,7 +161,7 @@ pub(crate) fn from_parts(file: KitFile, path: &Path) -> Result<Checkpoint> {
         metadata,
     } = file;
     let metadata = &metadata;
-    let head = split_head(&mut tensors, metadata, path)?;
+    let head = split_head(&mut tensors, metadata, &config, path)?;
     let mut checkpoint = Checkpoint::from_reference(config, tensors)?;
     checkpoint.head = head;
     checkpoint.license = metadata.get(META_LICENSE).cloned();
@@ -176,6 +176,7 @@ pub(crate) fn from_parts(file: KitFile, path: &Path) -> Result<Checkpoint> {
 fn split_head(
     tensors: &mut TensorMap,
     metadata: &HashMap<String, String>,
+    model: &MertConfig,
     path: &Path,
 ) -> Result<Option<HeadWeights>> {
     let keys: Vec<String> = tensors
@@ -199,16 +200,77 @@ fn split_head(
     config
         .validate()
         .map_err(|e| MertError::format(path, e.to_string()))?;
+    // A head on this model's hidden states must fit them; `tag` feeds it those.
+    if config.features == "mert"
+        && (config.states, config.dim) != (model.num_hidden_states(), model.hidden_size)
+    {
+        return Err(MertError::format(
+            path,
+            format!(
+                "metadata `{META_HEAD}`: states {} and dim {} do not match the model's {} hidden states of width {}",
+                config.states,
+                config.dim,
+                model.num_hidden_states(),
+                model.hidden_size
+            ),
+        ));
+    }
     let mut head = TensorMap::new(tensors.source.clone());
     for k in keys {
         if let Some(t) = tensors.remove(&k) {
             head.insert(&k[HEAD_PREFIX.len()..], t);
         }
     }
+    check_head_tensors(&config, &head, path)?;
     Ok(Some(HeadWeights {
         config,
         tensors: head,
     }))
+}
+
+/// Every tensor the head's config implies, holding as many values as it implies (the
+/// layout is the head loader's business): the file's tensors then bound what the config sizes,
+/// before any head is built from it.
+fn check_head_tensors(config: &HeadConfig, head: &TensorMap, path: &Path) -> Result<()> {
+    let (states, dim, hidden, tags) = (config.states, config.dim, config.hidden, config.tags.len());
+    let expected = [
+        ("feat_mean", states.checked_mul(dim)),
+        ("feat_std", states.checked_mul(dim)),
+        ("layer_weights", Some(states.saturating_sub(1).max(1))),
+        ("fc1.weight", dim.checked_mul(hidden)),
+        ("fc1.bias", Some(hidden)),
+        ("fc2.weight", hidden.checked_mul(tags)),
+        ("fc2.bias", Some(tags)),
+    ];
+    let source = path.display().to_string();
+    for (key, values) in expected {
+        let name = format!("{HEAD_PREFIX}{key}");
+        let t = head.get(key).ok_or_else(|| {
+            MertError::tensor(&source, &name, format!("missing (`{META_HEAD}` needs it)"))
+        })?;
+        if Some(t.data.len()) != values {
+            return Err(MertError::tensor(
+                &source,
+                &name,
+                format!(
+                    "shape {:?} does not fit `{META_HEAD}` (states {states}, dim {dim}, hidden {hidden}, {tags} tags)",
+                    t.shape
+                ),
+            ));
+        }
+    }
+    if let Some(extra) = head
+        .tensors
+        .keys()
+        .find(|k| !expected.iter().any(|(e, _)| *e == k.as_str()))
+    {
+        return Err(MertError::tensor(
+            &source,
+            &format!("{HEAD_PREFIX}{extra}"),
+            "not a tensor of the tagging head",
+        ));
+    }
+    Ok(())
 }
 
 /// Serialise a checkpoint as a kit model file (f32). Writing it to disk, atomically, is the

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use crate::output::write_atomic;
+use crate::output::{output_folder, write_atomic};
 
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
@@ -27,6 +27,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
             args.out.display()
         );
     }
+    output_folder(&args.out)?;
     let mut checkpoint = mert_core::load_path(&args.src)?;
     if let Some(license) = args.license {
         checkpoint.license = Some(license);

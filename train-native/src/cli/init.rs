@@ -10,7 +10,7 @@ use clap::Args;
 use mert_core::load::Checkpoint;
 use mert_core::{Mert, MertConfig};
 
-use crate::output::write_atomic;
+use crate::output::{output_folder, write_atomic};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -34,6 +34,7 @@ pub fn run(args: InitArgs) -> Result<()> {
             args.out.display()
         );
     }
+    output_folder(&args.out)?;
     let (config, shape) = match (&args.preset, &args.like) {
         (Some(name), _) => (MertConfig::preset(name)?, format!("preset {name}")),
         (None, Some(path)) => (

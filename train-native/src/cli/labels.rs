@@ -22,7 +22,7 @@ use mert_core::audio::{decode_file, resample};
 use mert_core::teachers::{Codec, Cqt, CqtConfig, load_codec_path};
 
 use super::inputs::{collect_inputs, output_for};
-use crate::output::{ArrayData, safetensors_multi_bytes, write_atomic};
+use crate::output::{ArrayData, output_folder, safetensors_multi_bytes, write_atomic};
 
 #[derive(Debug, Args)]
 pub struct LabelsArgs {
@@ -68,6 +68,7 @@ pub fn run(args: LabelsArgs) -> Result<()> {
         if args.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
             bail!("{}: labels are written as .safetensors", args.out.display());
         }
+        output_folder(&args.out)?;
     } else if !args.out.is_dir() {
         bail!(
             "{}: with several inputs --out must be an existing folder",

@@ -12,7 +12,7 @@ use mert_core::probe::{HeadConfig, LayerChoice};
 use mert_core::teachers::{Cqt, CqtConfig};
 
 use crate::backend::Backend;
-use crate::output::{tensor_map_bytes, write_atomic};
+use crate::output::{output_folder, tensor_map_bytes, write_atomic};
 use crate::probe::data::{Row, read_csv, targets, vocabulary};
 use crate::probe::features::{Extractor, MertFeatures, file_id};
 use crate::probe::train::{ProbeOptions, Split, evaluate, head_from, train_head};
@@ -97,6 +97,25 @@ pub fn run(args: ProbeArgs, quiet: bool) -> Result<()> {
         bail!(
             "{}: the output must be a .safetensors file",
             args.out.display()
+        );
+    }
+    output_folder(&args.out)?;
+    if args.epochs == 0 {
+        bail!("--epochs 0: expected at least 1");
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size 0: expected at least 1");
+    }
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        bail!("--lr {}: expected a positive learning rate", args.lr);
+    }
+    if args.cqt_hop == 0 {
+        bail!("--cqt-hop 0: expected at least 1 sample");
+    }
+    if !(args.window.is_finite() && args.window >= 0.0) {
+        bail!(
+            "--window {}: expected a non-negative number of seconds",
+            args.window
         );
     }
     let train_rows = read_csv(&args.train)?;

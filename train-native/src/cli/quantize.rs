@@ -11,7 +11,7 @@ use clap::Args;
 use mert_core::load::kit;
 use mert_core::quant::{self, Layout, Scheme};
 
-use crate::output::write_atomic;
+use crate::output::{output_folder, write_atomic};
 
 /// Seconds of the test signal the check runs on.
 const CHECK_SECONDS: f64 = 5.0;
@@ -63,18 +63,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         );
     }
     // Fail before the work, not after it (write_atomic checks again).
-    let folder = args
-        .out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !folder.is_dir() {
-        bail!(
-            "{}: the output folder {} does not exist",
-            args.out.display(),
-            folder.display()
-        );
-    }
+    output_folder(&args.out)?;
     if args.block == 0 {
         bail!("--block must be at least 1");
     }

@@ -106,8 +106,11 @@ pub fn run(args: TagArgs) -> Result<()> {
     {
         bail!("--threshold {t}: expected a probability in [0, 1]");
     }
+    if args.top == 0 {
+        bail!("--top 0: expected at least 1 tag per file");
+    }
     if let Some(t) = args.timeline
-        && (t.is_nan() || t <= 0.0)
+        && !(t.is_finite() && t > 0.0)
     {
         bail!("--timeline {t}: expected a positive number of seconds");
     }

@@ -178,11 +178,59 @@ impl AugmentConfig {
     }
 }
 
+/// Longest crop, segment or noise span in a run file (seconds).
+const MAX_SECONDS: f64 = 3600.0;
+/// Largest model a run file may ask for (MERT-v1-330M has 3.3e8).
+const MAX_PARAMETERS: f64 = 4e9;
+
+/// About how many weights `model` has: the transformer layers and the conv stack.
+fn parameters(model: &MertConfig) -> f64 {
+    let (h, i) = (model.hidden_size as f64, model.intermediate_size as f64);
+    let layers = model.num_hidden_layers as f64 * (4.0 * h * h + 2.0 * h * i);
+    let pos =
+        h * h / model.num_conv_pos_embedding_groups as f64 * model.num_conv_pos_embeddings as f64;
+    let mut conv = 0.0;
+    let mut channels = 1.0;
+    for (&dim, &kernel) in model.conv_dim.iter().zip(&model.conv_kernel) {
+        conv += channels * dim as f64 * kernel as f64;
+        channels = dim as f64;
+    }
+    layers + pos + conv + channels * h
+}
+
+/// The 1-based number and the text (trimmed, at most 80 characters, control characters
+/// blanked) of the line holding byte `offset` of `text`: toml's message names no key.
+fn line_of(text: &str, offset: usize) -> Option<(usize, String)> {
+    let before = text.as_bytes().get(..offset)?;
+    let n = before.iter().filter(|&&c| c == b'\n').count() + 1;
+    let line = text.lines().nth(n - 1).unwrap_or("").trim();
+    let shown: String = line
+        .chars()
+        .take(80)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    Some((n, shown))
+}
+
 impl RunConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-        let config: RunConfig = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parse and check a run file's text; `path` names it in errors and anchors relative
+    /// paths. (Also the entry point of the `run_config` fuzz target.)
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
+        let config: RunConfig = toml::from_str(text).map_err(|e| {
+            // toml's message may quote the offending line: keep the report on one line
+            let message = e.message().replace(['\n', '\r'], " ");
+            match e.span().and_then(|s| line_of(text, s.start)) {
+                Some((n, line)) => {
+                    anyhow::anyhow!("{}:{n}: {message} (at `{line}`)", path.display())
+                }
+                None => anyhow::anyhow!("{}: {message}", path.display()),
+            }
+        })?;
         let config = config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         config.check(path)?;
         Ok(config)
@@ -208,20 +256,43 @@ impl RunConfig {
 
     fn check(&self, path: &Path) -> Result<()> {
         let at = path.display();
-        self.model_config()
+        let model = self
+            .model_config()
             .with_context(|| format!("{at}: [model]"))?;
-        let t = &self.train;
-        if self.data.train.is_empty() {
+        if parameters(&model) > MAX_PARAMETERS {
+            bail!(
+                "{at}: [model]: about {:.1e} parameters; expected at most {MAX_PARAMETERS:.0e}",
+                parameters(&model)
+            );
+        }
+        let (t, d, m, a, h) = (
+            &self.train,
+            &self.data,
+            &self.masking,
+            &self.augment,
+            &self.heads,
+        );
+        if d.train.is_empty() {
             bail!("{at}: [data] train: expected at least one folder or file");
         }
-        if self.data.crop_seconds.is_nan() || self.data.crop_seconds <= 0.0 {
-            bail!("{at}: [data] crop_seconds: expected > 0");
+        // Lengths in seconds: positive, and at most an hour (a crop or segment is held in
+        // memory at the model's rate).
+        for (key, v) in [
+            ("crop_seconds", d.crop_seconds),
+            ("segment_seconds", d.segment_seconds),
+        ] {
+            if !(v > 0.0 && v <= MAX_SECONDS) {
+                bail!("{at}: [data] {key} = {v:?}: expected seconds in (0, {MAX_SECONDS}]");
+            }
         }
-        if self.data.segment_seconds < self.data.crop_seconds {
+        if d.segment_seconds < d.crop_seconds {
             bail!("{at}: [data] segment_seconds: expected >= crop_seconds");
         }
         if t.batch_size == 0 || t.update_freq == 0 {
             bail!("{at}: [train] batch_size and update_freq: expected >= 1");
+        }
+        if t.batch_size > 1 << 16 || t.update_freq > 1 << 16 || t.valid_batches > 1 << 16 {
+            bail!("{at}: [train] batch_size, update_freq, valid_batches: expected at most 65536");
         }
         if t.max_steps == 0 || t.checkpoint_every == 0 || t.log_every == 0 {
             bail!("{at}: [train] max_steps, checkpoint_every, log_every: expected >= 1");
@@ -229,11 +300,71 @@ impl RunConfig {
         if t.keep_checkpoints == 0 {
             bail!("{at}: [train] keep_checkpoints: expected >= 1");
         }
-        if t.lr.is_nan() || t.lr <= 0.0 {
-            bail!("{at}: [train] lr: expected > 0");
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            bail!("{at}: [train] lr = {:?}: expected a positive number", t.lr);
         }
-        if !(0.0..1.0).contains(&self.masking.prob) || self.masking.length == 0 {
+        if !t.adam_betas.iter().all(|b| (0.0..1.0).contains(b)) {
+            bail!(
+                "{at}: [train] adam_betas = {:?}: expected two numbers in [0, 1)",
+                t.adam_betas
+            );
+        }
+        if !(t.adam_eps > 0.0 && t.adam_eps.is_finite()) {
+            bail!(
+                "{at}: [train] adam_eps = {:?}: expected a positive number",
+                t.adam_eps
+            );
+        }
+        for (key, v) in [("clip_norm", t.clip_norm), ("weight_decay", t.weight_decay)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                bail!("{at}: [train] {key} = {v:?}: expected a number >= 0");
+            }
+        }
+        if !(0.0..1.0).contains(&m.prob) || m.length == 0 {
             bail!("{at}: [masking] prob in [0, 1) and length >= 1 expected");
+        }
+        if !(0.0..=1.0).contains(&a.prob) {
+            bail!(
+                "{at}: [augment] prob = {:?}: expected a probability in [0, 1]",
+                a.prob
+            );
+        }
+        if !(a.min_seconds >= 0.0 && a.min_seconds <= a.max_seconds && a.max_seconds <= MAX_SECONDS)
+        {
+            bail!(
+                "{at}: [augment] min_seconds, max_seconds: expected 0 <= min_seconds <= max_seconds <= {MAX_SECONDS}"
+            );
+        }
+        if a.max_segments > 1 << 10 {
+            bail!(
+                "{at}: [augment] max_segments = {}: expected at most 1024",
+                a.max_segments
+            );
+        }
+        for (key, v, max) in [
+            ("codebooks", h.codebooks, 1 << 8),
+            ("codebook_size", h.codebook_size, 1 << 20),
+            ("final_dim", h.final_dim, 1 << 14),
+            ("cqt_bins", h.cqt_bins, 1 << 14),
+        ] {
+            if v == 0 || v > max {
+                bail!("{at}: [heads] {key} = {v}: expected 1..={max}");
+            }
+        }
+        if !(h.logit_temp > 0.0 && h.logit_temp.is_finite()) {
+            bail!(
+                "{at}: [heads] logit_temp = {:?}: expected a positive number",
+                h.logit_temp
+            );
+        }
+        for (key, v) in [
+            ("features_pen_weight", h.features_pen_weight),
+            ("cqt_weight", h.cqt_weight),
+            ("feature_grad_mult", h.feature_grad_mult),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                bail!("{at}: [heads] {key} = {v:?}: expected a number >= 0");
+            }
         }
         if !self.teachers.cqt && self.teachers.codec.is_none() {
             bail!("{at}: [teachers]: expected cqt = true or a codec (nothing to predict)");
@@ -250,7 +381,9 @@ impl RunConfig {
         };
         let base = MertConfig::preset(preset)?;
         let mut json = serde_json::to_value(&base)?;
-        let fields = json.as_object_mut().expect("a config is a JSON object");
+        let Some(fields) = json.as_object_mut() else {
+            bail!("preset `{preset}` is not a JSON object");
+        };
         for (key, value) in &self.model {
             if key == "preset" {
                 continue;

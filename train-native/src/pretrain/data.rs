@@ -62,6 +62,21 @@ pub fn prepare(
     meta: CacheMeta,
     cqt: Option<&Cqt>,
     codes: Option<&CodesFn<'_>>,
+    progress: impl FnMut(&str),
+) -> Result<Corpus> {
+    let frames_for = |samples: usize| model.frames_for(samples);
+    prepare_with(inputs, dir, &frames_for, meta, cqt, codes, progress)
+}
+
+/// [`prepare`] with a segment's frame count (crops are whole frames) given by `frames_for`
+/// instead of the MERT model's formula: `mert train-codec` counts whole codec frames.
+pub fn prepare_with(
+    inputs: &[PathBuf],
+    dir: &Path,
+    frames_for: &dyn Fn(usize) -> usize,
+    meta: CacheMeta,
+    cqt: Option<&Cqt>,
+    codes: Option<&CodesFn<'_>>,
     mut progress: impl FnMut(&str),
 ) -> Result<Corpus> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
@@ -132,7 +147,7 @@ pub fn prepare(
             continue;
         }
         for (s, chunk) in audio.chunks(meta.segment_samples).enumerate() {
-            let frames = model.frames_for(chunk.len());
+            let frames = frames_for(chunk.len());
             if frames == 0 {
                 continue;
             }
@@ -255,27 +270,46 @@ pub fn draw_batch(corpus: &Corpus, crop: Crop, size: usize, rng: &mut StepRng) -
         let bytes = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
         let st = SafeTensors::deserialize(&bytes)
             .with_context(|| format!("{}: not a label segment", path.display()))?;
+        // A cache edited or left by another build must fail here, not index out of range.
+        let short = |what: &str| {
+            format!(
+                "{}: `{what}` is shorter than the cache index says; delete the cache to rebuild it",
+                path.display()
+            )
+        };
         let audio = f32_tensor(&st, "audio", &path)?;
         let start = offset * crop.hop;
-        batch
-            .audio
-            .push(audio[start..start + crop.samples].to_vec());
+        let piece = audio
+            .get(start..start + crop.samples)
+            .with_context(|| short("audio"))?;
+        batch.audio.push(piece.to_vec());
         if let Some(out) = batch.cqt.as_mut() {
             let cqt = f32_tensor(&st, "cqt", &path)?;
-            let bins = cqt.len() / seg.frames;
+            let bins = cqt.len() / seg.frames.max(1);
             batch.bins = bins;
-            out.extend_from_slice(&cqt[offset * bins..(offset + crop.frames) * bins]);
+            let rows = cqt
+                .get(offset * bins..(offset + crop.frames) * bins)
+                .with_context(|| short("cqt"))?;
+            out.extend_from_slice(rows);
         }
         if let Some(out) = batch.codes.as_mut() {
             let t = st
                 .tensor("codes")
                 .with_context(|| format!("{}: no codes", path.display()))?;
-            let k = t.shape()[1];
+            let (Dtype::I64, &[_, k]) = (t.dtype(), t.shape()) else {
+                bail!(
+                    "{}: `codes`: expected i64 [frames, codebooks]",
+                    path.display()
+                );
+            };
             batch.codebooks = k;
-            let data = &t.data()[offset * k * 8..(offset + crop.frames) * k * 8];
+            let data = t
+                .data()
+                .get(offset * k * 8..(offset + crop.frames) * k * 8)
+                .with_context(|| short("codes"))?;
             out.extend(
                 data.chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))),
+                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
             );
         }
     }
@@ -291,7 +325,7 @@ fn f32_tensor(st: &SafeTensors, name: &str, path: &Path) -> Result<Vec<f32>> {
     }
     Ok(t.data()
         .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect())
 }
 

@@ -16,6 +16,7 @@ use mert_core::pretrain::StepRng;
 use mert_core::teachers::{Cqt, CqtConfig, load_codec_path};
 
 use crate::backend::Backend;
+use crate::cli::inputs::collect_inputs;
 use crate::output::write_atomic;
 use crate::probe::features::file_id;
 use checkpoint::{Pretrainer, RunState};
@@ -46,13 +47,12 @@ pub fn pretrain(
 ) -> Result<Summary> {
     let config = RunConfig::load(config_path)?;
     let model_config = config.model_config()?;
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
-    let latest = checkpoint::ensure_empty_or_resume(out, resume)?;
-    write_atomic(&out.join("config.toml"), config.to_toml()?.as_bytes())?;
-
-    let device = backend.device()?.autodiff();
-    device.seed(config.train.seed);
-
+    // Missing data or a bad codec fail before the run folder exists.
+    for list in [&config.data.train, &config.data.valid] {
+        if !list.is_empty() {
+            collect_inputs(list)?;
+        }
+    }
     let cache = config
         .data
         .cache
@@ -97,6 +97,13 @@ pub fn pretrain(
         }
         None => None,
     };
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let latest = checkpoint::ensure_empty_or_resume(out, resume)?;
+    write_atomic(&out.join("config.toml"), config.to_toml()?.as_bytes())?;
+
+    let device = backend.device()?.autodiff();
+    device.seed(config.train.seed);
+
     let codes_fn = codec.as_ref().map(|(codec, _)| {
         move |samples: &[f32]| -> Result<(usize, Vec<i64>)> {
             let codes = codec.encode(samples)?;
