@@ -1,32 +1,13 @@
 //! End-to-end tests of the `mert` binary: embeddings equal to the reference through the whole
 //! CLI path (WAV decode, normalisation, model, .npy), conversion, backends, and clean errors.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use mert_core::load::tensors::{HostTensor, read_safetensors};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-}
-
-fn mert(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mert"))
-        .args(args)
-        .output()
-        .expect("run mert")
-}
-
-fn ok(args: &[&str]) {
-    let out = mert(args);
-    assert!(
-        out.status.success(),
-        "mert {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+#[path = "common/mert_cli.rs"]
+mod mert_cli;
+use mert_cli::{fixture, mert, ok};
 
 /// Exit code 1 and one line on stderr containing every `needles` entry.
 fn fails_with(args: &[&str], needles: &[&str]) {

@@ -4,29 +4,12 @@
 //! the key.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn mert(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mert"))
-        .args(args)
-        .output()
-        .expect("run mert")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = mert(args);
-    assert!(
-        out.status.success(),
-        "mert {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn example_clip() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/audio/phrase.wav")
-}
+#[path = "common/mert_cli.rs"]
+mod mert_cli;
+use mert_cli::{example_clip, mert, ok};
 
 /// A run file for the tiny model on the example clip: 1 s crops, 3 s segments.
 fn run_file(dir: &Path, steps: u64, checkpoint_every: u64, extra: &str) -> PathBuf {

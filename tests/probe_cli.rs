@@ -3,31 +3,11 @@
 //! carries the head, `mert tag` reports it in the JSON contract, and the embedded default
 //! tagger runs on the committed example clip.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn mert(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mert"))
-        .args(args)
-        .output()
-        .expect("run mert")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = mert(args);
-    assert!(
-        out.status.success(),
-        "mert {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-}
+#[path = "common/mert_cli.rs"]
+mod mert_cli;
+use mert_cli::{fixture, mert, ok};
 
 /// 16-bit mono PCM WAV.
 fn write_wav(path: &Path, rate: u32, samples: &[f32]) {

@@ -3,6 +3,7 @@
 
 mod backend;
 mod cli;
+mod codec;
 mod output;
 mod pretrain;
 mod probe;

@@ -6,18 +6,30 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 use mert_core::embed::FrameSink;
 
-/// A bar for one file, or nothing when progress is off.
-pub fn bar(quiet: bool, label: &str) -> Option<ProgressBar> {
+/// A bar counting `unit`, or nothing when progress is off.
+fn counting(quiet: bool, unit: &str) -> Option<ProgressBar> {
     if quiet || !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = ProgressBar::new(0);
-    let style = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} frames ({eta})")
+    let template = format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{eta}})");
+    let style = ProgressStyle::with_template(&template)
         .map(|s| s.progress_chars("=> "))
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
+    Some(bar)
+}
+
+/// A bar for one file, or nothing when progress is off.
+pub fn bar(quiet: bool, label: &str) -> Option<ProgressBar> {
+    let bar = counting(quiet, "frames")?;
     bar.set_message(label.to_string());
     Some(bar)
+}
+
+/// A bar over a training run's steps, or nothing when progress is off.
+pub fn steps_bar(quiet: bool) -> Option<ProgressBar> {
+    counting(quiet, "steps")
 }
 
 /// Wraps a sink and advances the bar by the frames written.

@@ -11,7 +11,9 @@ mod prefetch;
 mod pretrain;
 mod probe;
 mod quantize;
+mod run_args;
 mod tag;
+mod train_codec;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -50,6 +52,8 @@ pub enum Command {
     Tag(tag::TagArgs),
     /// Store a model's large weights as f16, 8-bit or 4-bit codes (a smaller kit file).
     Quantize(quantize::QuantizeArgs),
+    /// Train an EnCodec-style RVQ codec on your audio (resumable); writes a kit codec file.
+    TrainCodec(train_codec::TrainCodecArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -63,5 +67,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Probe(args) => probe::run(args, cli.quiet),
         Command::Tag(args) => tag::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::TrainCodec(args) => train_codec::run(args, cli.quiet),
     }
 }

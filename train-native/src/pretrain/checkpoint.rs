@@ -86,27 +86,40 @@ pub fn save(
     keep: usize,
     license: &str,
 ) -> Result<PathBuf> {
+    let model = model_bytes(config, &trainer.model, license, state.step)?;
+    let heads = tensor_map_bytes(
+        &export_module(&trainer.heads, "heads")?,
+        "",
+        Default::default(),
+    )?;
+    let state_json = serde_json::to_string(state)?;
+    save_files(
+        run,
+        state.step,
+        &[
+            ("model.safetensors", &model),
+            ("heads.safetensors", &heads),
+            ("optimizer.bpk", optimizer_bytes),
+            ("state.json", state_json.as_bytes()),
+        ],
+        keep,
+    )
+}
+
+/// Write checkpoint `step-NNNNNNNN` holding `files` (name, bytes; `state.json` marks a
+/// checkpoint as finished) in a temp folder renamed into place, then prune to the newest
+/// `keep`. Shared by `mert pretrain` and `mert train-codec`.
+pub fn save_files(run: &Path, step: u64, files: &[(&str, &[u8])], keep: usize) -> Result<PathBuf> {
     let dir = checkpoints_dir(run);
     std::fs::create_dir_all(&dir)?;
-    let name = format!("step-{:08}", state.step);
+    let name = format!("step-{step:08}");
     let final_dir = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    write_atomic(
-        &tmp.join("model.safetensors"),
-        &model_bytes(config, &trainer.model, license, state.step)?,
-    )?;
-    let heads = export_module(&trainer.heads, "heads")?;
-    write_atomic(
-        &tmp.join("heads.safetensors"),
-        &tensor_map_bytes(&heads, "", Default::default())?,
-    )?;
-    write_atomic(&tmp.join("optimizer.bpk"), optimizer_bytes)?;
-    write_atomic(
-        &tmp.join("state.json"),
-        serde_json::to_string(state)?.as_bytes(),
-    )?;
+    for (file, bytes) in files {
+        write_atomic(&tmp.join(file), bytes)?;
+    }
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir)?;
     }

@@ -68,6 +68,17 @@ pub fn prepare(
     prepare_with(inputs, dir, &frames_for, meta, cqt, codes, progress)
 }
 
+/// Every named folder or file of a run's `train` and `valid` lists exists and holds audio: a run
+/// checks this before it creates its folder.
+pub fn require_inputs(train: &[PathBuf], valid: &[PathBuf]) -> Result<()> {
+    for list in [train, valid] {
+        if !list.is_empty() {
+            collect_inputs(list)?;
+        }
+    }
+    Ok(())
+}
+
 /// [`prepare`] with a segment's frame count (crops are whole frames) given by `frames_for`
 /// instead of the MERT model's formula: `mert train-codec` counts whole codec frames.
 pub fn prepare_with(

@@ -16,12 +16,11 @@ use mert_core::pretrain::StepRng;
 use mert_core::teachers::{Cqt, CqtConfig, load_codec_path};
 
 use crate::backend::Backend;
-use crate::cli::inputs::collect_inputs;
 use crate::output::write_atomic;
 use crate::probe::features::file_id;
 use checkpoint::{Pretrainer, RunState};
 use config::RunConfig;
-use data::{CacheMeta, CodesFn, Corpus, Crop, draw_batch, prepare};
+use data::{CacheMeta, CodesFn, Corpus, Crop, draw_batch, prepare, require_inputs};
 use train::{Metrics, Run};
 
 /// What a finished run reports.
@@ -48,11 +47,7 @@ pub fn pretrain(
     let config = RunConfig::load(config_path)?;
     let model_config = config.model_config()?;
     // Missing data or a bad codec fail before the run folder exists.
-    for list in [&config.data.train, &config.data.valid] {
-        if !list.is_empty() {
-            collect_inputs(list)?;
-        }
-    }
+    require_inputs(&config.data.train, &config.data.valid)?;
     let cache = config
         .data
         .cache

@@ -52,11 +52,16 @@ pub struct Metrics {
 
 pub fn optimizer(config: &RunConfig) -> ModuleOptimizer {
     let t = &config.train;
+    adamw(t.adam_betas, t.adam_eps, t.weight_decay)
+}
+
+/// AdamW with a run file's betas, epsilon and (decoupled) weight decay.
+pub fn adamw(betas: [f64; 2], eps: f64, weight_decay: f64) -> ModuleOptimizer {
     AdamWConfig::new()
-        .with_beta_1(t.adam_betas[0] as f32)
-        .with_beta_2(t.adam_betas[1] as f32)
-        .with_epsilon(t.adam_eps as f32)
-        .with_weight_decay(t.weight_decay as f32)
+        .with_beta_1(betas[0] as f32)
+        .with_beta_2(betas[1] as f32)
+        .with_epsilon(eps as f32)
+        .with_weight_decay(weight_decay as f32)
         .init()
 }
 

@@ -5,9 +5,9 @@
 //! 1. k-means initialisation on the first batch (`kmeans`: centroids sampled from the batch,
 //!    `kmeans_iters` Lloyd iterations; an empty cluster keeps its centroid), `inited = 1`,
 //!    `cluster_size` = the clusters' sizes;
-//! 2. codes = nearest code by squared distance, quantised rows = those codes' vectors;
-//! 3. dead codes (EMA cluster size below `dead_code_threshold`) are replaced by random rows of
+//! 2. dead codes (EMA cluster size below `dead_code_threshold`) are replaced by random rows of
 //!    the batch;
+//! 3. codes = nearest code by squared distance, quantised rows = those codes' vectors;
 //! 4. EMA: `cluster_size ← decay·cluster_size + (1 - decay)·counts`,
 //!    `embed_avg ← decay·embed_avg + (1 - decay)·Σ rows per code`,
 //!    `embed = embed_avg / laplace(cluster_size)` with `laplace(n) = (n + ε) / (Σn + K ε) · Σn`.
@@ -19,7 +19,10 @@
 //! `replace_` writes new vectors into `embed` only, so the EMA step right after recomputes
 //! `embed` from `embed_avg` and erases the replacement (dead codes stay dead); here a replaced
 //! code also gets `cluster_size = threshold` and `embed_avg = threshold · row`, so it survives
-//! the EMA step as the sampled row.
+//! the EMA step as the sampled row. encodec also replaces after the search, so a new code
+//! first serves the next batch, by when a fast-moving encoder has left it behind (a small run
+//! then collapsed to one code per batch); here codes are replaced before the search, on the
+//! rows they are drawn from.
 //!
 //! The quantiser's output to the decoder is the straight-through sum of the chosen vectors
 //! (`x + (q - x).detach()`); the commitment loss is encodec's: the mean over codebooks of
@@ -272,6 +275,26 @@ impl EmaRvq {
             if !book.inited {
                 kmeans_init(book, &residual, bins, dim, cfg.kmeans_iters, rng, device)?;
             }
+            // dead codes: a random row of this batch each, before the search (so each is used at
+            // once) and kept through the EMA step below
+            let threshold = cfg.dead_code_threshold as f32;
+            if threshold > 0.0 {
+                for code in 0..bins {
+                    if book.cluster_size[code] < threshold {
+                        let row = rng.range(0, n - 1);
+                        let r = &residual[row * dim..(row + 1) * dim];
+                        book.embed[code * dim..(code + 1) * dim].copy_from_slice(r);
+                        for (a, v) in book.embed_avg[code * dim..(code + 1) * dim]
+                            .iter_mut()
+                            .zip(r)
+                        {
+                            *a = v * threshold;
+                        }
+                        book.cluster_size[code] = threshold;
+                        step.replaced += 1;
+                    }
+                }
+            }
             let idx = Self::nearest(&book.embed, bins, &residual, dim, device)?;
             let mut chosen = vec![0f32; n * dim];
             let mut counts = vec![0f32; bins];
@@ -291,25 +314,6 @@ impl EmaRvq {
             step.commitment += sq / (n * dim) as f64 / n_q as f64;
             if q == 0 {
                 step.used_first = counts.iter().filter(|&&c| c > 0.0).count();
-            }
-            // dead codes: a random batch row each, kept through the EMA step below
-            let threshold = cfg.dead_code_threshold as f32;
-            if threshold > 0.0 {
-                for code in 0..bins {
-                    if book.cluster_size[code] < threshold {
-                        let row = rng.range(0, n - 1);
-                        let r = &residual[row * dim..(row + 1) * dim];
-                        book.embed[code * dim..(code + 1) * dim].copy_from_slice(r);
-                        for (a, v) in book.embed_avg[code * dim..(code + 1) * dim]
-                            .iter_mut()
-                            .zip(r)
-                        {
-                            *a = v * threshold;
-                        }
-                        book.cluster_size[code] = threshold;
-                        step.replaced += 1;
-                    }
-                }
             }
             let decay = cfg.decay as f32;
             for (cs, c) in book.cluster_size.iter_mut().zip(&counts) {
@@ -425,8 +429,8 @@ mod tests {
         assert_ne!(codes[0], codes[1]);
         assert!((again[0] - 3.0).abs() < 0.05, "{again:?}");
 
-        // a codebook of 4 for the same data, one code made unused: with a threshold it is
-        // re-seeded from a batch row and survives the EMA step
+        // a codebook of 4 for the same data: two codes share a cluster; one of them made
+        // unused is re-seeded from a batch row before the search and stays on the data
         let config = EmaConfig {
             dead_code_threshold: 1.0,
             kmeans_iters: 10,
@@ -434,17 +438,28 @@ mod tests {
         };
         let mut rvq = EmaRvq::new(1, 4, 2, config);
         rvq.train_step(&x, &mut rng, &device).unwrap();
-        // code 3 far from every row: unused, its EMA size decays to 0
-        rvq.books[0].embed[6..8].copy_from_slice(&[100.0, 100.0]);
-        rvq.books[0].embed_avg[6..8].copy_from_slice(&[0.0, 0.0]);
-        rvq.books[0].cluster_size[3] = 0.0;
+        let e = rvq.books[0].embed.clone();
+        let near = |a: usize, b: usize| {
+            (e[2 * a] - e[2 * b]).abs() + (e[2 * a + 1] - e[2 * b + 1]).abs() < 0.5
+        };
+        let dead = (0..4)
+            .find(|&a| (0..4).any(|b| b != a && near(a, b)))
+            .expect("4 codes on 2 clusters: two share one");
+        rvq.books[0].embed[2 * dead..2 * dead + 2].copy_from_slice(&[100.0, 100.0]);
+        rvq.books[0].embed_avg[2 * dead..2 * dead + 2].copy_from_slice(&[0.0, 0.0]);
+        rvq.books[0].cluster_size[dead] = 0.0;
         let step = rvq.train_step(&x, &mut rng, &device).unwrap();
         assert!(step.replaced >= 1);
-        let e = &rvq.books[0].embed[6..8];
+        let e = &rvq.books[0].embed[2 * dead..2 * dead + 2];
         assert!(
             (e[0].abs() - 3.0).abs() < 0.1,
             "replaced code {e:?} is a batch row"
         );
+        // every row still quantised to its own cluster
+        for (row, q) in step.quantized.chunks(2).enumerate() {
+            let want = if row % 2 == 0 { 3.0 } else { -3.0 };
+            assert!((q[0] - want).abs() < 0.1, "row {row}: {q:?}");
+        }
 
         // state dict round trip
         let mut map = TensorMap::new("test");

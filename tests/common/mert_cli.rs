@@ -1,0 +1,44 @@
+//! Helpers shared by the CLI test files (each includes this file with `#[path]`): run the
+//! `mert` binary built for the tests, require success or a one-line failure, find fixtures.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn mert(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mert"))
+        .args(args)
+        .output()
+        .expect("run mert")
+}
+
+/// Runs `mert args`, which must succeed; its stdout.
+pub fn ok(args: &[&str]) -> String {
+    let out = mert(args);
+    assert!(
+        out.status.success(),
+        "mert {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `mert args`, which must exit with 1 and one line on stderr; that line.
+pub fn fails(args: &[&str]) -> String {
+    let out = mert(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "mert {args:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    err
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+/// The committed public-domain example clip (6 s, 44.1 kHz stereo).
+pub fn example_clip() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/audio/phrase.wav")
+}
