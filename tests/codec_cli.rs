@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 #[path = "common/mert_cli.rs"]
 mod mert_cli;
-use mert_cli::{example_clip, fails, mert, ok};
+use mert_cli::{example_clip, fails, ok};
 
 /// A run file for a very small codec on the example clip: 0.5 s crops, 3 s segments.
 fn run_file(dir: &Path, name: &str, n_filters: usize, steps: u64) -> PathBuf {

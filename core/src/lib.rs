@@ -1,6 +1,9 @@
 //! `mert-core`: the one MERT definition (Burn, backend-free: everything takes a runtime
 //! `&Device`), its checkpoint loaders, and the audio front end. No CLI, no printing.
 
+// Library and binary code returns errors instead of unwrapping (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod audio;
 pub mod embed;
 pub mod error;

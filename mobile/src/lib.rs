@@ -6,6 +6,9 @@
 //! are `mert embed --layers last`, tags are `mert tag`, and a stream's chunks concatenate to
 //! the one-shot embedding. Errors are values ([`MertError`]); no panic leaves the library.
 
+// Library and binary code returns errors instead of unwrapping (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod bindings;
 pub mod c_abi;
 pub mod error;

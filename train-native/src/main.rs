@@ -1,6 +1,9 @@
 //! `mert`: the native command line of the MERT kit. One reporting point: every error ends here
 //! as one line on stderr and a non-zero exit code.
 
+// Library and binary code returns errors instead of unwrapping (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod backend;
 mod cli;
 mod codec;

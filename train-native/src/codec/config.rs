@@ -167,10 +167,10 @@ impl CodecRunConfig {
         if !t.adam_betas.iter().all(|b| (0.0..1.0).contains(b)) {
             bail!("{at}: [train] adam_betas: expected two values in [0, 1)");
         }
-        if !(q.decay > 0.0 && q.decay < 1.0)
-            || !(q.epsilon > 0.0)
-            || !(q.dead_code_threshold >= 0.0)
-        {
+        // written so that NaN fails too
+        let quantizer_ok =
+            q.decay > 0.0 && q.decay < 1.0 && q.epsilon > 0.0 && q.dead_code_threshold >= 0.0;
+        if !quantizer_ok {
             bail!(
                 "{at}: [quantizer] decay in (0, 1), epsilon > 0, dead_code_threshold >= 0 expected"
             );
