@@ -1,8 +1,16 @@
-//! `mert-web`: the in-browser build of the kit. The trunk app (WASM + WebGPU, Web Worker,
-//! demo page) is not built yet; this crate already holds the browser-facing Rust entry points
-//! that need no browser APIs, so they are tested natively.
+//! `mert-web`: the in-browser build of the kit. The page (`web/static/`) runs the model in a
+//! Web Worker that calls this crate compiled to wasm32 (`scripts/build-web`): [`tagger`] is the
+//! backend-free tagging path with asynchronous read-back, tested natively; `wasm` is the thin
+//! wasm-bindgen layer over it (WebGPU or Flex on the CPU).
+
+// Library and binary code returns errors instead of unwrapping (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 use mert_core::load::kit;
+
+pub mod tagger;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
 
 /// Describe a kit model file given as bytes (what the page shows after download): the config
 /// JSON, the licence and the source of the weights.

@@ -12,7 +12,7 @@ use crate::model::Mert;
 mod stream;
 mod windows;
 
-pub use stream::{FrameSink, MeanSink, SampleSource, run_windows};
+pub use stream::{FrameSink, MeanSink, SampleSource, WindowRun, run_windows};
 pub use windows::{WindowPlan, plan_windows};
 
 /// How audio is cut and prepared before the model.

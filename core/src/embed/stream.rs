@@ -5,7 +5,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::EmbedOptions;
-use super::windows::plan_windows;
+use super::windows::{WindowPlan, plan_windows};
 use crate::audio::normalize;
 use crate::error::{MertError, Result};
 use crate::model::Mert;
@@ -73,55 +73,122 @@ pub fn run_windows(
     device: &Device,
     sink: &mut dyn FrameSink,
 ) -> Result<()> {
-    let frames = model.frames_for(total);
-    if frames == 0 {
-        return Err(MertError::Invalid(format!(
-            "the audio is too short: {total} samples at the model's rate, at least one frame ({} samples) is needed",
-            min_samples(model)
-        )));
+    let mut run = WindowRun::new(model, total, options, layers)?;
+    while let Some(kept) = run.forward_next(model, source, device)? {
+        run.write(kept.into_data(), sink)?;
     }
-    let available = model.encoder.layers.len() + 1;
-    if let Some(&bad) = layers.iter().find(|&&l| l >= available) {
-        return Err(MertError::Invalid(format!(
-            "layer {bad} is out of range: the model has hidden states 0..={}",
-            available - 1
-        )));
-    }
-    for (name, v) in [
-        ("window", options.window_seconds),
-        ("hop", options.hop_seconds.unwrap_or(1.0)),
-    ] {
-        if !(v.is_finite() && v >= 0.0) {
+    Ok(())
+}
+
+/// The window loop of [`run_windows`] one window at a time, with the read-back left to the
+/// caller: [`WindowRun::forward_next`] runs the model and returns the window's kept frames
+/// still on the device, [`WindowRun::write`] takes their host copy. Backends that can only
+/// read device memory asynchronously (WebGPU in a browser) await the read in between.
+pub struct WindowRun {
+    plans: Vec<WindowPlan>,
+    layers: Vec<usize>,
+    normalize: bool,
+    frames: usize,
+    /// Windows whose frames were written.
+    done: usize,
+    /// `buf` holds samples `[buf_start, buf_start + buf.len())` of the clip.
+    buf: Vec<f32>,
+    buf_start: usize,
+    ended: bool,
+    begun: bool,
+    total: usize,
+    /// Width of the hidden states (known after the first pass).
+    dim: usize,
+}
+
+impl WindowRun {
+    /// Check the request and plan the windows; no audio is pulled yet.
+    pub fn new(
+        model: &Mert,
+        total: usize,
+        options: &EmbedOptions,
+        layers: &[usize],
+    ) -> Result<Self> {
+        let frames = model.frames_for(total);
+        if frames == 0 {
             return Err(MertError::Invalid(format!(
-                "--{name} must be a non-negative number of seconds, got {v}"
+                "the audio is too short: {total} samples at the model's rate, at least one frame ({} samples) is needed",
+                min_samples(model)
             )));
         }
+        let available = model.encoder.layers.len() + 1;
+        if let Some(&bad) = layers.iter().find(|&&l| l >= available) {
+            return Err(MertError::Invalid(format!(
+                "layer {bad} is out of range: the model has hidden states 0..={}",
+                available - 1
+            )));
+        }
+        for (name, v) in [
+            ("window", options.window_seconds),
+            ("hop", options.hop_seconds.unwrap_or(1.0)),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(MertError::Invalid(format!(
+                    "--{name} must be a non-negative number of seconds, got {v}"
+                )));
+            }
+        }
+        let rate = model.sample_rate as f64;
+        let window = (options.window_seconds * rate).round() as usize;
+        if window > 0 && model.frames_for(window) == 0 {
+            return Err(MertError::Invalid(format!(
+                "--window {} s is shorter than one frame",
+                options.window_seconds
+            )));
+        }
+        let frame_hop = frame_hop(model);
+        let hop = options
+            .hop_seconds
+            .map(|h| (h * rate).round() as usize)
+            .unwrap_or(window / 2);
+        if window > 0 && window < total && hop < frame_hop {
+            return Err(MertError::Invalid(format!(
+                "--hop must be at least one frame ({frame_hop} samples)"
+            )));
+        }
+        let plans = plan_windows(total, window, hop, frame_hop, |n| model.frames_for(n));
+        Ok(Self {
+            plans,
+            layers: layers.to_vec(),
+            normalize: options.normalize,
+            frames,
+            done: 0,
+            buf: Vec::new(),
+            buf_start: 0,
+            ended: false,
+            begun: false,
+            total,
+            dim: 0,
+        })
     }
-    let rate = model.sample_rate as f64;
-    let window = (options.window_seconds * rate).round() as usize;
-    if window > 0 && model.frames_for(window) == 0 {
-        return Err(MertError::Invalid(format!(
-            "--window {} s is shorter than one frame",
-            options.window_seconds
-        )));
-    }
-    let frame_hop = frame_hop(model);
-    let hop = options
-        .hop_seconds
-        .map(|h| (h * rate).round() as usize)
-        .unwrap_or(window / 2);
-    if window > 0 && window < total && hop < frame_hop {
-        return Err(MertError::Invalid(format!(
-            "--hop must be at least one frame ({frame_hop} samples)"
-        )));
-    }
-    let plans = plan_windows(total, window, hop, frame_hop, |n| model.frames_for(n));
 
-    // `buf` holds samples [buf_start, buf_start + buf.len()) of the clip.
-    let (mut buf, mut buf_start, mut ended) = (Vec::<f32>::new(), 0usize, false);
-    let mut begun = false;
-    for (i, plan) in plans.iter().enumerate() {
-        while buf_start + buf.len() < plan.end && !ended {
+    /// Model passes in all.
+    pub fn windows(&self) -> usize {
+        self.plans.len()
+    }
+
+    /// Model passes whose frames were written.
+    pub fn windows_done(&self) -> usize {
+        self.done
+    }
+
+    /// Run the model on the next window: its kept frames `[layers, 1, frames, dim]`, not yet
+    /// read back; `None` when every window was written. Call [`WindowRun::write`] next.
+    pub fn forward_next(
+        &mut self,
+        model: &Mert,
+        source: &mut SampleSource<'_>,
+        device: &Device,
+    ) -> Result<Option<Tensor<4>>> {
+        let Some(plan) = self.plans.get(self.done) else {
+            return Ok(None);
+        };
+        while self.buf_start + self.buf.len() < plan.end && !self.ended {
             match source()? {
                 Some(chunk) => {
                     if chunk.iter().any(|x| !x.is_finite()) {
@@ -129,47 +196,62 @@ pub fn run_windows(
                             "the audio holds NaN or infinite samples".into(),
                         ));
                     }
-                    buf.extend_from_slice(&chunk);
+                    self.buf.extend_from_slice(&chunk);
                 }
-                None => ended = true,
+                None => self.ended = true,
             }
         }
-        if plan.start < buf_start || plan.end > buf_start + buf.len() {
+        if plan.start < self.buf_start || plan.end > self.buf_start + self.buf.len() {
             return Err(MertError::Invalid(format!(
-                "the audio ended early: expected {total} samples, got {}",
-                buf_start + buf.len()
+                "the audio ended early: expected {} samples, got {}",
+                self.total,
+                self.buf_start + self.buf.len()
             )));
         }
-        let mut chunk = buf[plan.start - buf_start..plan.end - buf_start].to_vec();
-        if options.normalize {
+        let mut chunk = self.buf[plan.start - self.buf_start..plan.end - self.buf_start].to_vec();
+        if self.normalize {
             normalize(&mut chunk);
         }
         let n = chunk.len();
         let input = Tensor::<2>::from_data(TensorData::new(chunk, [1, n]), device);
         let mut states = model.forward(input).hidden_states;
-        let dim = states[0].dims()[2];
-        let picked: Vec<Tensor<3>> = layers.iter().map(|&l| states[l].clone()).collect();
+        self.dim = states[0].dims()[2];
+        let picked: Vec<Tensor<3>> = self.layers.iter().map(|&l| states[l].clone()).collect();
         states.clear();
         // [layers, 1, frames, dim] -> the planned frames only
-        let kept = Tensor::stack::<4>(picked, 0).narrow(2, plan.take.start, plan.take.len());
+        Ok(Some(Tensor::stack::<4>(picked, 0).narrow(
+            2,
+            plan.take.start,
+            plan.take.len(),
+        )))
+    }
+
+    /// Hand the host copy of the frames [`WindowRun::forward_next`] returned to `sink`.
+    pub fn write(&mut self, kept: TensorData, sink: &mut dyn FrameSink) -> Result<()> {
+        let Some(plan) = self.plans.get(self.done) else {
+            return Err(MertError::Invalid(
+                "frames written after the last window".into(),
+            ));
+        };
         let data = kept
-            .into_data()
             .try_into_vec::<f32>()
             .map_err(|e| MertError::Invalid(format!("cannot read the model output: {e:?}")))?;
-        if !begun {
-            sink.begin(layers.len(), frames, dim)?;
-            begun = true;
+        if !self.begun {
+            sink.begin(self.layers.len(), self.frames, self.dim)?;
+            self.begun = true;
         }
         sink.write(plan.dest, plan.take.len(), &data)?;
+        self.done += 1;
         // Drop the samples no later window needs (window starts never decrease).
-        if let Some(next) = plans.get(i + 1)
-            && next.start > buf_start
+        if let Some(next) = self.plans.get(self.done)
+            && next.start > self.buf_start
         {
-            buf.drain(..(next.start - buf_start).min(buf.len()));
-            buf_start = next.start;
+            self.buf
+                .drain(..(next.start - self.buf_start).min(self.buf.len()));
+            self.buf_start = next.start;
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn frame_hop(model: &Mert) -> usize {

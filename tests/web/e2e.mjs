@@ -1,0 +1,195 @@
+// End-to-end test of the tagging page in headless Chromium (Debian's, driven by playwright-core):
+// per backend, load the page with ?backend=B, feed the audio file through <input type=file>,
+// wait for data-state=done and compare the tags with `mert tag --json` on the same file
+// (same top tags, probabilities within the tolerance). Also: no request leaves the page's origin,
+// without ?backend the page picks WebGPU exactly when the browser has it, the model comes from
+// the Cache API on a second visit, a corrupt file is a one-line error, and a user's own model
+// file (MERT_WEB_OWN_MODEL, its native tags in MERT_WEB_OWN_NATIVE) tags like natively, and
+// Cancel stops a run, and WebM/Opus (which symphonia lacks) is decoded by the browser.
+// Usage: node e2e.mjs URL AUDIO NATIVE_JSON OUT_DIR BACKEND... (run by scripts/web-test).
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const require = createRequire(path.join(process.env.MERT_WEB_NODE, 'node_modules', 'x.js'));
+const { chromium } = require('playwright-core');
+
+const [url, audio, nativeJson, outDir, ...backends] = process.argv.slice(2);
+const TOLERANCE = 0.02;
+const TOP = 5;
+const nativeTags = (file) => JSON.parse(fs.readFileSync(file, 'utf8')).tags;
+const native = nativeTags(nativeJson);
+const origin = new URL(url).origin;
+const flags = ['--no-sandbox', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-quic',
+  // The WebM/Opus fixture is recorded in the page from an AudioContext.
+  '--autoplay-policy=no-user-gesture-required'];
+
+function fail(message) {
+  throw new Error(message);
+}
+
+/** Same top tags (a swap across the cut counts only beyond the tolerance) and every p close. */
+function compare(page, backend, native) {
+  const byTag = new Map(page.map((t) => [t.tag, t.p]));
+  if (page.length !== native.length) fail(`${backend}: ${page.length} tags on the page, ${native.length} natively`);
+  let maxDiff = 0;
+  for (const { tag, p } of native) {
+    if (!byTag.has(tag)) fail(`${backend}: tag ${tag} missing on the page`);
+    maxDiff = Math.max(maxDiff, Math.abs(byTag.get(tag) - p));
+  }
+  if (!(maxDiff <= TOLERANCE)) fail(`${backend}: max |p - native| = ${maxDiff} > ${TOLERANCE}`);
+  const cut = native[TOP - 1].p;
+  const top = new Set(page.slice(0, TOP).map((t) => t.tag));
+  for (const { tag, p } of native.slice(0, TOP)) {
+    if (!top.has(tag) && cut - p > TOLERANCE) fail(`${backend}: native top tag ${tag} not in the page's top ${TOP}`);
+  }
+  return maxDiff;
+}
+
+async function waitState(page, states, timeout) {
+  await page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout, polling: 100 });
+  return page.evaluate(() => document.body.dataset.state);
+}
+
+async function errorText(page) {
+  return page.$eval('[data-testid=error]', (e) => e.textContent.trim()).catch(() => '(no error element)');
+}
+
+async function runBackend(backend) {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'mert-web-chromium-'));
+  const args = [...flags, ...(backend === 'webgpu' ? ['--enable-unsafe-webgpu'] : [])];
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args,
+    viewport: { width: 800, height: 900 },
+  });
+  const foreign = [];
+  const local = (u) => u.startsWith('data:') || u.startsWith('blob:') || new URL(u).origin === origin;
+  context.on('request', (r) => { if (!local(r.url())) foreign.push(r.url()); });
+  await context.route('**/*', (route) => (local(route.request().url()) ? route.continue() : route.abort()));
+  const page = context.pages()[0] ?? await context.newPage();
+  const logs = [];
+  page.on('console', (m) => logs.push(`console.${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+  try {
+    await page.goto(`${url}?backend=${backend}`);
+    let state = await waitState(page, ['ready', 'error'], 120_000);
+    if (state !== 'ready') fail(`${backend}: page state ${state}: ${await errorText(page)}`);
+    const used = await page.evaluate(() => document.body.dataset.backend);
+    if (used !== backend) fail(`${backend}: data-backend is ${used}`);
+
+    const t0 = Date.now();
+    await page.setInputFiles('input[type=file]', audio);
+    state = await waitState(page, ['done', 'error'], 600_000);
+    const seconds = (Date.now() - t0) / 1000;
+    if (state !== 'done') fail(`${backend}: page state ${state}: ${await errorText(page)}`);
+    const tags = await page.$$eval('[data-testid=tags] [data-tag]',
+      (els) => els.map((e) => ({ tag: e.dataset.tag, p: Number(e.dataset.p) })));
+    const maxDiff = compare(tags, backend, native);
+    if (!(await page.isVisible('[data-testid=taggram]'))) fail(`${backend}: no taggram`);
+    const timing = await page.$eval('#timing', (e) => e.textContent);
+    const shot = path.join(outDir, `web-${backend}.png`);
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`web-test: ${backend}: ok: ${tags.length} tags, top ${tags.slice(0, 3).map((t) => `${t.tag}=${t.p.toFixed(3)}`).join(' ')}, `
+      + `max |dp| vs native ${maxDiff.toExponential(2)}; ${seconds.toFixed(2)} s from upload to done; page: ${timing}`);
+    console.log(`web-test: ${backend}: screenshot ${shot}`);
+
+    // Without ?backend: WebGPU exactly when this browser has an adapter (the flag gives one).
+    await page.goto(url);
+    state = await waitState(page, ['ready', 'error'], 120_000);
+    if (state !== 'ready') fail(`auto: page state ${state}: ${await errorText(page)}`);
+    const auto = await page.evaluate(() => document.body.dataset.backend);
+    if (auto !== backend) fail(`auto: data-backend is ${auto} in a browser where ${backend} is expected`);
+    console.log(`web-test: ${backend}: ok: without ?backend the page chose ${auto} (${await page.$eval('#backend-note', (e) => e.textContent)})`);
+
+    if (backend === 'webgpu') {
+      // Cancel while the model runs: the worker restarts and the page is ready again.
+      await page.setInputFiles('input[type=file]', audio);
+      await waitState(page, ['running'], 60_000);
+      await page.click('#cancel');
+      state = await waitState(page, ['ready', 'error'], 120_000);
+      const status = await page.$eval('#status', (e) => e.textContent);
+      if (state !== 'ready' || !status.includes('Cancelled')) fail(`cancel: state ${state}, status ${status}: ${await errorText(page)}`);
+      console.log('web-test: webgpu: ok: cancel while running, ready again');
+    }
+
+    if (backend === 'wasm') {
+      // A second visit takes the model from the Cache API; a corrupt file is a one-line error.
+      await page.reload();
+      state = await waitState(page, ['ready', 'error'], 120_000);
+      if (state !== 'ready') fail(`reload: page state ${state}: ${await errorText(page)}`);
+      const info = await page.$eval('#model-info', (e) => e.textContent);
+      if (!info.includes('from the cache')) fail(`reload: the model was not taken from the cache: ${info}`);
+      await page.setInputFiles('input[type=file]', { name: 'broken.wav', mimeType: 'audio/wav', buffer: Buffer.from('RIFF not really audio') });
+      state = await waitState(page, ['done', 'error'], 60_000);
+      const message = await errorText(page);
+      if (state !== 'error' || !message || message.includes('\n')) fail(`corrupt file: state ${state}, error ${JSON.stringify(message)}`);
+      await page.setInputFiles('input[type=file]', audio);
+      state = await waitState(page, ['done', 'error'], 600_000);
+      if (state !== 'done') fail(`after an error: page state ${state}: ${await errorText(page)}`);
+      console.log(`web-test: wasm: ok: cached model on reload; corrupt file -> "${message}"; tagging works again`);
+      // WebM/Opus (recorded by the browser itself): the kit's decoder lacks Opus, the
+      // browser decodes it and the kit resamples and tags.
+      const webm = await page.evaluate(async () => {
+        const ctx = new AudioContext({ sampleRate: 48000 });
+        await ctx.resume();
+        const osc = ctx.createOscillator();
+        const dest = ctx.createMediaStreamDestination();
+        osc.connect(dest);
+        osc.start();
+        const rec = new MediaRecorder(dest.stream, { mimeType: 'audio/webm;codecs=opus' });
+        const chunks = [];
+        rec.ondataavailable = (e) => chunks.push(e.data);
+        const stopped = new Promise((resolve) => { rec.onstop = resolve; });
+        rec.start();
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        rec.stop();
+        await stopped;
+        await ctx.close();
+        return Array.from(new Uint8Array(await new Blob(chunks).arrayBuffer()));
+      });
+      await page.setInputFiles('input[type=file]', { name: 'tone.webm', mimeType: 'audio/webm', buffer: Buffer.from(webm) });
+      state = await waitState(page, ['done', 'error'], 120_000);
+      if (state !== 'done') fail(`webm/opus: page state ${state}: ${await errorText(page)}`);
+      const opusTags = await page.$$eval('[data-testid=tags] [data-tag]', (els) => els.length);
+      if (opusTags !== native.length) fail(`webm/opus: ${opusTags} tags`);
+      console.log(`web-test: wasm: ok: WebM/Opus (${webm.length} bytes) decoded by the browser and tagged`);
+
+      const own = process.env.MERT_WEB_OWN_MODEL;
+      if (own) {
+        const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.click('#own-model')]);
+        await chooser.setFiles(own);
+        state = await waitState(page, ['ready', 'error'], 120_000);
+        if (state !== 'ready') fail(`own model: page state ${state}: ${await errorText(page)}`);
+        await page.setInputFiles('input[type=file]', []);
+        await page.setInputFiles('input[type=file]', audio);
+        state = await waitState(page, ['done', 'error'], 600_000);
+        if (state !== 'done') fail(`own model: page state ${state}: ${await errorText(page)}`);
+        const ownTags = await page.$$eval('[data-testid=tags] [data-tag]',
+          (els) => els.map((e) => ({ tag: e.dataset.tag, p: Number(e.dataset.p) })));
+        const d = compare(ownTags, `own model ${path.basename(own)}`, nativeTags(process.env.MERT_WEB_OWN_NATIVE));
+        console.log(`web-test: wasm: ok: own model ${path.basename(own)}: max |dp| vs native ${d.toExponential(2)}`);
+      }
+    }
+    if (foreign.length) fail(`${backend}: requests to other origins: ${foreign.join(', ')}`);
+  } catch (e) {
+    console.error(logs.slice(-30).join('\n'));
+    await page.screenshot({ path: path.join(outDir, `web-${backend}-failed.png`), fullPage: true }).catch(() => {});
+    throw e;
+  } finally {
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+let failed = 0;
+for (const backend of backends) {
+  try {
+    await runBackend(backend);
+  } catch (e) {
+    failed += 1;
+    console.error(`web-test: ${backend}: FAILED: ${e.message}`);
+  }
+}
+process.exit(failed ? 1 : 0);

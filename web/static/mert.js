@@ -1,0 +1,139 @@
+// The JS module API: a tagger whose model runs in a Web Worker (mert-core compiled to WASM,
+// on WebGPU or the CPU). Without the demo page:
+//
+//   import { MertTagger } from './mert.js';
+//   const tagger = await new MertTagger({ backend: 'auto' }).ready;
+//   const { tags } = await tagger.tag(file);   // [{tag, p}], highest first
+//   const { timeline } = await tagger.tag(file, { timeline: 1 });   // a taggram, 1 s segments
+//
+// `backend`: 'auto' (WebGPU when available, else WASM), 'webgpu' or 'wasm'.
+// `onprogress(event)`: {stage: 'download', loaded, total} | {stage: 'decoded', seconds, windows}
+// | {stage: 'windows', done, total}.
+
+const UNDECODABLE = /unsupported|unrecognised|not supported|no audio track/;
+
+/** Decode with the browser, at 48 kHz: Opus's own rate, so Opus is not resampled here. */
+async function browserDecode(bytes) {
+  const audio = await new OfflineAudioContext(1, 1, 48000).decodeAudioData(bytes);
+  const channels = audio.numberOfChannels;
+  const interleaved = new Float32Array(audio.length * channels);
+  for (let c = 0; c < channels; c += 1) {
+    const data = audio.getChannelData(c);
+    for (let i = 0; i < data.length; i += 1) interleaved[i * channels + c] = data[i];
+  }
+  return { interleaved, channels, sampleRate: audio.sampleRate };
+}
+
+export class MertTagger {
+  constructor({ backend = 'auto', onprogress = null } = {}) {
+    this.requested = backend;
+    this.onprogress = onprogress;
+    this.backend = null;
+    this.note = '';
+    this.model = null;
+    this._userModel = null;
+    this._pending = new Map();
+    this._next = 0;
+    this._generation = 0;
+    this.ready = this._start();
+  }
+
+  _start() {
+    this.worker = new Worker(new URL('worker.js', import.meta.url), { type: 'module' });
+    this.worker.onmessage = ({ data }) => this._receive(data);
+    this.worker.onerror = (e) => {
+      e.preventDefault();
+      this._failAll(e.message || 'the model worker failed to start');
+    };
+    const backend = this.backend ?? this.requested;
+    return this._call('start', { backend, model: this._userModel }).then((r) => {
+      this.backend = r.backend;
+      this.note = r.note;
+      this.model = r.model;
+      return this;
+    });
+  }
+
+  _call(type, payload = {}, transfer = []) {
+    const id = ++this._next;
+    return new Promise((resolve, reject) => {
+      this._pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, type, ...payload }, transfer);
+    });
+  }
+
+  _receive(msg) {
+    if (msg.type === 'progress') {
+      this.onprogress?.(msg.progress);
+      return;
+    }
+    const call = this._pending.get(msg.id);
+    if (!call) return;
+    this._pending.delete(msg.id);
+    if (msg.type === 'result') {
+      call.resolve(msg.result);
+      return;
+    }
+    const err = new Error(msg.message);
+    if (msg.fatal) this._restart();
+    call.reject(err);
+  }
+
+  _failAll(message) {
+    for (const call of this._pending.values()) call.reject(new Error(message));
+    this._pending.clear();
+  }
+
+  _restart() {
+    this._generation += 1;
+    this.worker.terminate();
+    this._failAll('cancelled');
+    this.ready = this._start();
+    this.ready.catch(() => {});
+  }
+
+  /**
+   * Tag an audio `File` (or Blob with a name): {tags: [{tag, p}], seconds, ms, name, names,
+   * timeline: [{start, end, p: [...in the order of names]}]}, the timeline in segments of
+   * `timeline` seconds (0: none).
+   */
+  async tag(file, { timeline = 0 } = {}) {
+    await this.ready;
+    const generation = this._generation;
+    const name = file.name ?? 'audio';
+    const bytes = await file.arrayBuffer();
+    if (generation !== this._generation) throw new Error('cancelled');
+    const copy = typeof OfflineAudioContext === 'function' ? bytes.slice(0) : null;
+    try {
+      return await this._call('tag', { bytes, name, timeline }, [bytes]);
+    } catch (err) {
+      // Formats the kit's decoder lacks (Opus, WebM): the browser decodes, the kit does the rest.
+      if (!copy || !UNDECODABLE.test(err.message)) throw err;
+      const pcm = await browserDecode(copy).catch(() => null);
+      if (!pcm) throw err;
+      if (generation !== this._generation) throw new Error('cancelled');
+      return this._call('pcm', { ...pcm, name, timeline }, [pcm.interleaved.buffer]);
+    }
+  }
+
+  /** Replace the model with a kit model file (a `.safetensors` with a tagging head). */
+  async loadModel(file) {
+    await this.ready;
+    const bytes = await file.arrayBuffer();
+    const model = await this._call('model', { bytes: bytes.slice(0), name: file.name }, []);
+    this._userModel = { bytes, name: file.name };
+    this.model = model;
+    return model;
+  }
+
+  /** Stop the work in flight (its promise rejects with 'cancelled'); the tagger restarts. */
+  cancel() {
+    this._restart();
+    return this.ready;
+  }
+
+  terminate() {
+    this.worker.terminate();
+    this._failAll('terminated');
+  }
+}
