@@ -4,6 +4,7 @@
  *                                     100 ms chunks: real-time factor, peak RSS
  * The real-time factor is processing time / audio duration (below 1: faster than real time).
  * Peak RSS is the process's maximum resident set (getrusage), so each mode runs alone. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +69,7 @@ int main(int argc, char **argv) {
                 double t = (double)(at + i) / rate;
                 seed = seed * 1103515245u + 12345u;
                 float noise = ((seed >> 16) & 0x7fff) / 32768.0f - 0.5f;
-                float v = (float)(0.3 * sin(2 * M_PI * 220 * t) * (0.6 + 0.4 * sin(0.5 * t))) + 0.05f * noise;
+                float v = (float)(0.3 * sin(2 * 3.14159265358979 * 220 * t) * (0.6 + 0.4 * sin(0.5 * t))) + 0.05f * noise;
                 pcm[2 * i] = v;
                 pcm[2 * i + 1] = 0.8f * v;
             }
