@@ -3,12 +3,10 @@
 //! model, time-mean of every hidden state, the tagging head), but with every read-back from the
 //! device awaited, so the same code runs on WebGPU, where a blocking read traps.
 
-use std::io::Cursor;
-
+use mert_core::audio::StreamResampler;
 use mert_core::audio::decode::SAMPLE_RATES;
-use mert_core::audio::{AudioStream, StreamResampler};
 use mert_core::burn::tensor::{Device, Tensor, TensorData};
-use mert_core::embed::{EmbedOptions, SampleSource, WindowRun};
+use mert_core::embed::{EmbedOptions, FileSource, SampleSource, WindowRun};
 use mert_core::load::weights::load_module;
 use mert_core::probe::{HeadConfig, SegmentMeans, TagHead};
 use mert_core::{Mert, MertError};
@@ -84,7 +82,7 @@ impl Tagger {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Tags, String> {
         let (mut source, total) =
-            BytesSource::open(audio, name, self.model.sample_rate).map_err(one_line)?;
+            FileSource::from_bytes(audio, name, self.model.sample_rate).map_err(one_line)?;
         self.run(&mut || source.next_chunk(), total, name, timeline, progress)
             .await
     }
@@ -218,72 +216,12 @@ fn one_line(e: MertError) -> String {
     e.to_string().lines().collect::<Vec<_>>().join(" ")
 }
 
-/// An in-memory audio file decoded packet by packet and resampled on the fly to the model's
-/// rate, like the native file source: a first pass counts the samples so the windows are
-/// planned before any audio is held, so decoded audio stays one window deep.
-struct BytesSource {
-    stream: AudioStream,
-    resampler: Option<StreamResampler>,
-}
-
-impl BytesSource {
-    fn open(bytes: Vec<u8>, name: &str, sample_rate: u32) -> mert_core::Result<(Self, usize)> {
-        let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-        let open =
-            |b: Vec<u8>| AudioStream::from_source(Box::new(Cursor::new(b)), ext.as_deref(), name);
-        let mut counter = open(bytes.clone())?;
-        let mut n = 0u64;
-        while let Some(chunk) = counter.next_chunk()? {
-            n += chunk.len() as u64;
-        }
-        if n == 0 {
-            return Err(MertError::Audio {
-                source_name: name.to_string(),
-                message: "no audio samples could be decoded".into(),
-            });
-        }
-        let from = counter.sample_rate();
-        drop(counter);
-        let total = (n * sample_rate as u64).div_ceil(from as u64) as usize;
-        Ok((
-            Self {
-                resampler: Some(StreamResampler::new(from, sample_rate)?),
-                stream: open(bytes)?,
-            },
-            total,
-        ))
-    }
-
-    fn next_chunk(&mut self) -> mert_core::Result<Option<Vec<f32>>> {
-        loop {
-            let Some(resampler) = self.resampler.as_mut() else {
-                return Ok(None);
-            };
-            match self.stream.next_chunk()? {
-                Some(chunk) => {
-                    let out = resampler.push(&chunk)?;
-                    if !out.is_empty() {
-                        return Ok(Some(out));
-                    }
-                }
-                None => {
-                    let last = match self.resampler.take() {
-                        Some(r) => r.finish()?,
-                        None => Vec::new(),
-                    };
-                    return Ok((!last.is_empty()).then_some(last));
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use mert_core::burn::tensor::{Device, Tensor, TensorData};
-    use mert_core::embed::{EmbedOptions, FileSource, run_windows};
+    use mert_core::embed::{EmbedOptions, run_windows};
     use mert_core::probe::SegmentMeans;
 
     use super::*;

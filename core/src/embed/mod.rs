@@ -122,18 +122,40 @@ impl FileSource {
     /// Open `path` and count its samples at `sample_rate` with a first decoding pass, so the
     /// windows can be planned before any audio is held (memory stays one window deep).
     pub fn open(path: &std::path::Path, sample_rate: u32) -> Result<(Self, usize)> {
-        let name = path.display().to_string();
-        let mut counter = AudioStream::open(path)?;
+        Self::counted(&path.display().to_string(), sample_rate, || {
+            AudioStream::open(path)
+        })
+    }
+
+    /// The same for a file held in memory (a browser's `File`, an app's asset); `name` names it
+    /// in errors and its extension is the format hint. The bytes are shared, not copied.
+    pub fn from_bytes(bytes: Vec<u8>, name: &str, sample_rate: u32) -> Result<(Self, usize)> {
+        let bytes: std::sync::Arc<[u8]> = bytes.into();
+        let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+        Self::counted(name, sample_rate, || {
+            let cursor = std::io::Cursor::new(bytes.clone());
+            AudioStream::from_source(Box::new(cursor), ext.as_deref(), name)
+        })
+    }
+
+    /// Count the samples of one stream from `open`, then decode a second one.
+    fn counted(
+        name: &str,
+        sample_rate: u32,
+        open: impl Fn() -> Result<AudioStream>,
+    ) -> Result<(Self, usize)> {
+        let mut counter = open()?;
         let mut n = 0u64;
         while let Some(chunk) = counter.next_chunk()? {
             n += chunk.len() as u64;
         }
         if n == 0 {
-            return Err(MertError::audio(&name, "no audio samples could be decoded"));
+            return Err(MertError::audio(name, "no audio samples could be decoded"));
         }
         let from = counter.sample_rate();
+        drop(counter);
         let total = (n * sample_rate as u64).div_ceil(from as u64) as usize;
-        let stream = AudioStream::open(path)?;
+        let stream = open()?;
         Ok((
             Self {
                 resampler: Some(StreamResampler::new(from, sample_rate)?),
