@@ -1616,8 +1616,66 @@ fn coprime_rates_resample_in_bounded_memory() {
     report.finish("coprime_rates", started);
 }
 
+/// WAVE_FORMAT_EXTENSIBLE headers whose channel mask symphonia 0.6.1 cannot repair (found by
+/// the `audio_decode` fuzz target: a shift overflow in its `fix_wave_channel_mask`) are refused
+/// with a message naming the mask; a repairable one still decodes.
+#[test]
+fn wave_channel_masks_symphonia_cannot_repair_are_refused() {
+    // 16-bit PCM, 8 kHz, one frame of samples; `fmt ` is WAVE_FORMAT_EXTENSIBLE
+    let wav = |channels: u16, mask: u32| {
+        let frames = 800usize;
+        let data_len = frames * channels as usize * 2;
+        let mut b = Vec::new();
+        b.extend_from_slice(b"RIFF");
+        b.extend_from_slice(&((4 + 8 + 40 + 8 + data_len) as u32).to_le_bytes());
+        b.extend_from_slice(b"WAVEfmt ");
+        b.extend_from_slice(&40u32.to_le_bytes());
+        b.extend_from_slice(&0xFFFEu16.to_le_bytes());
+        b.extend_from_slice(&channels.to_le_bytes());
+        b.extend_from_slice(&8000u32.to_le_bytes());
+        b.extend_from_slice(&(8000 * 2 * channels as u32).to_le_bytes());
+        b.extend_from_slice(&(2 * channels).to_le_bytes());
+        b.extend_from_slice(&16u16.to_le_bytes());
+        b.extend_from_slice(&22u16.to_le_bytes());
+        b.extend_from_slice(&16u16.to_le_bytes());
+        b.extend_from_slice(&mask.to_le_bytes());
+        // KSDATAFORMAT_SUBTYPE_PCM
+        b.extend_from_slice(&[
+            1, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa, 0, 0x38, 0x9b, 0x71,
+        ]);
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&(data_len as u32).to_le_bytes());
+        for i in 0..frames * channels as usize {
+            b.extend_from_slice(&(((i % 50) as i16 - 25) * 400).to_le_bytes());
+        }
+        b
+    };
+    // the fuzzer's input: 769 channels, mask 0x3f
+    let crash = &[
+        0x52u8, 0x49, 0x46, 0x46, 0xc8, 0xbb, 0x00, 0x00, 0x57, 0x41, 0x56, 0x45, 0x66, 0x6d, 0x74,
+        0x20, 0x28, 0x00, 0x00, 0x00, 0xfe, 0xff, 0x01, 0x03, 0x40, 0x1f, 0x00, 0x00, 0x00, 0x77,
+        0x01, 0x00, 0x0c, 0x00, 0x10, 0x00, 0x16, 0x00, 0x10, 0x00, 0x3f, 0x00, 0x00, 0x00, 0x01,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xaa, 0x00, 0x38, 0x9b, 0x71,
+        0x66, 0x61, 0x63, 0x74, 0x04, 0x00,
+    ];
+    for (bytes, what) in [
+        (crash.to_vec(), "0x0000003f cannot describe 769 channels"),
+        (wav(40, 0x3), "0x00000003 cannot describe 40 channels"),
+        (wav(2, 0x8000_0000), "0x80000000 cannot describe 2 channels"),
+    ] {
+        let e = decode_bytes(bytes, Some("wav"), "mask.wav")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mask.wav") && e.contains(what), "{e}");
+    }
+    // one channel missing from the mask: symphonia repairs it
+    let audio = decode_bytes(wav(2, 0x1), Some("wav"), "ok.wav").unwrap();
+    assert_eq!((audio.source_channels, audio.sample_rate), (2, 8000));
+    assert_eq!(audio.samples.len(), 800);
+}
+
 /// Writes the seed corpora of the cargo-fuzz targets (`fuzz/README.md`) from the fixtures:
-/// `cargo test --release -p mert-core --test robustness -- --ignored write_fuzz_seeds`.
+/// `cargo test --release --workspace --test robustness -- --ignored write_fuzz_seeds`.
 #[test]
 #[ignore = "writes fuzz/corpus; run by hand before fuzzing"]
 fn write_fuzz_seeds() {

@@ -153,3 +153,78 @@ pub fn torch_zip_with_pickle(pickle: &[u8]) -> Vec<u8> {
     zip_entry(&mut out, &mut central, pickle_name, pickle);
     zip_finish(out, &central, *count)
 }
+
+/// A micro model (1 layer, width 8) with a tagging head of 3 tags (hidden 4), as a kit file.
+fn micro_kit_with_head() -> &'static [u8] {
+    use mert_core::load::{Checkpoint, HeadWeights, HostTensor, TensorMap, keys, kit};
+    use mert_core::probe::{HeadConfig, LayerChoice};
+    static KIT: OnceLock<Vec<u8>> = OnceLock::new();
+    KIT.get_or_init(|| {
+        let config = mert_core::MertConfig {
+            hidden_size: 8,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            intermediate_size: 8,
+            conv_dim: vec![4, 4],
+            conv_kernel: vec![10, 3],
+            conv_stride: vec![5, 2],
+            num_feat_extract_layers: Some(2),
+            num_conv_pos_embeddings: 4,
+            num_conv_pos_embedding_groups: 2,
+            ..mert_core::MertConfig::tiny()
+        };
+        let zeros = |shapes: Vec<(String, Vec<usize>)>| {
+            let mut map = TensorMap::new("micro");
+            for (k, shape) in shapes {
+                let n = shape.iter().product();
+                map.insert(k, HostTensor::new(shape, vec![0.25; n]));
+            }
+            map
+        };
+        let mut checkpoint =
+            Checkpoint::from_reference(config.clone(), zeros(keys::expected_tensors(&config)))
+                .expect("the micro model is valid");
+        let (states, dim, hidden, tags) = (2, 8, 4, 3);
+        let head = zeros(vec![
+            ("feat_mean".into(), vec![dim, states]),
+            ("feat_std".into(), vec![dim, states]),
+            ("layer_weights".into(), vec![states - 1]),
+            ("fc1.weight".into(), vec![hidden, dim]),
+            ("fc1.bias".into(), vec![hidden]),
+            ("fc2.weight".into(), vec![tags, hidden]),
+            ("fc2.bias".into(), vec![tags]),
+        ]);
+        checkpoint.head = Some(HeadWeights {
+            config: HeadConfig {
+                tags: vec!["a".into(), "b".into(), "c".into()],
+                pooling: "mean".into(),
+                layer: LayerChoice::All,
+                states,
+                dim,
+                hidden,
+                features: "mert".into(),
+                window_seconds: 5.0,
+                normalize: true,
+            },
+            tensors: head,
+        });
+        kit::to_bytes(&checkpoint).expect("the micro kit serialises")
+    })
+}
+
+/// The micro kit file with `mert.head` set to `json` (the tensors and other metadata kept).
+pub fn kit_with_head_json(json: &str) -> Vec<u8> {
+    let base = micro_kit_with_head();
+    let n = u64::from_le_bytes(base[..8].try_into().expect("8 bytes")) as usize;
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&base[8..8 + n]).expect("a safetensors header");
+    header["__metadata__"]["mert.head"] = json.into();
+    let mut text = header.to_string();
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&base[8 + n..]);
+    out
+}

@@ -33,6 +33,57 @@ fn check_rate(rate: u32, name: &str) -> Result<u32> {
     }
 }
 
+/// symphonia 0.6.1 repairs a WAVE_FORMAT_EXTENSIBLE channel mask that names fewer channels than
+/// the header states by shifting in ones; the shift overflows when 32 or more are missing or the
+/// mask's top bit is set (a panic where overflow checks are on, a made-up layout elsewhere).
+/// Such headers are refused before symphonia reads them. The source is left at its start.
+fn check_wave_mask(source: &mut dyn MediaSource) -> std::result::Result<(), String> {
+    use std::io::{Read, SeekFrom};
+    if !source.is_seekable() {
+        return Ok(());
+    }
+    let mut head = Vec::with_capacity(4096);
+    let read = Read::take(&mut *source, 4096).read_to_end(&mut head);
+    source
+        .seek(SeekFrom::Start(0))
+        .and(read)
+        .map_err(|e| format!("cannot read the file ({e})"))?;
+    if let Some((channels, mask)) = wave_extensible_mask(&head) {
+        let missing = i64::from(channels) - i64::from(mask.count_ones());
+        if missing > 0 && (missing >= 32 || mask & 0x8000_0000 != 0) {
+            return Err(format!(
+                "the WAVE channel mask {mask:#010x} cannot describe {channels} channels"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The channel count and channel mask of a RIFF/WAVE header's WAVE_FORMAT_EXTENSIBLE `fmt `
+/// chunk, when `head` (the file's first bytes) holds one.
+fn wave_extensible_mask(head: &[u8]) -> Option<(u16, u32)> {
+    let u16_at = |b: &[u8], i: usize| Some(u16::from_le_bytes(b.get(i..i + 2)?.try_into().ok()?));
+    let u32_at = |b: &[u8], i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?));
+    if head.get(0..4)? != b"RIFF" || head.get(8..12)? != b"WAVE" {
+        return None;
+    }
+    let mut at = 12usize;
+    while let Some(id) = head.get(at..at + 4) {
+        let size = u32_at(head, at + 4)? as usize;
+        let body = at + 8;
+        if id == b"fmt " {
+            let fmt = head.get(body..)?;
+            if u16_at(fmt, 0)? != 0xFFFE {
+                return None;
+            }
+            return Some((u16_at(fmt, 2)?, u32_at(fmt, 20)?));
+        }
+        // chunks are padded to an even size
+        at = body.checked_add(size)?.checked_add(size & 1)?;
+    }
+    None
+}
+
 /// Decoded mono audio.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonoAudio {
@@ -75,11 +126,12 @@ impl AudioStream {
 
     /// Open any media source (a file, an in-memory cursor).
     pub fn from_source(
-        source: Box<dyn MediaSource>,
+        mut source: Box<dyn MediaSource>,
         extension: Option<&str>,
         name: &str,
     ) -> Result<Self> {
         let fail = |msg: String| MertError::audio(name, msg);
+        check_wave_mask(source.as_mut()).map_err(fail)?;
         let mss = MediaSourceStream::new(source, Default::default());
         let mut hint = Hint::new();
         if let Some(ext) = extension {
