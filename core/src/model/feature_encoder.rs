@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::{FeatExtractNorm, MertConfig};
 
@@ -98,6 +98,141 @@ impl FeatureEncoder {
         }
         x
     }
+
+    /// Samples between frames (the product of the strides) and samples one frame sees.
+    pub fn hop_and_field(&self) -> (usize, usize) {
+        let (mut hop, mut field) = (1, 1);
+        for layer in &self.conv_layers {
+            field += (layer.conv.kernel_size - 1) * hop;
+            hop *= layer.conv.stride;
+        }
+        (hop, field)
+    }
+
+    /// Output frames for `samples` input samples.
+    pub fn frames_for(&self, samples: usize) -> usize {
+        let (hop, field) = self.hop_and_field();
+        if samples < field {
+            0
+        } else {
+            (samples - field) / hop + 1
+        }
+    }
+
+    /// [`FeatureEncoder::forward`] computed `chunk_frames` output frames at a time, so that
+    /// the wide early conv outputs (512 channels at 1/5 of the sample rate: 5.9 GB for ten
+    /// minutes) never exist for the whole clip. The convs have no padding, so frames
+    /// `[a, b)` depend only on samples `[a·hop, (b-1)·hop + field)` and a chunk gives the
+    /// whole clip's frames. The layer-0 GroupNorm (`feat_extract_norm = "group"`) normalises
+    /// each channel over all of layer 0's output, so its statistics come from a first pass
+    /// over the clip in chunks (summed in f64), then each chunk is normalised with them.
+    pub fn forward_chunked(&self, audio: Tensor<2>, chunk_frames: usize) -> Tensor<3> {
+        let samples = audio.dims()[1];
+        let frames = self.frames_for(samples);
+        let Some(first) = self.conv_layers.first() else {
+            return audio.unsqueeze_dim(1);
+        };
+        if chunk_frames == 0 || frames <= chunk_frames {
+            return self.forward(audio);
+        }
+        let (hop, field) = self.hop_and_field();
+        let affine = first
+            .group_norm
+            .as_ref()
+            .map(|norm| self.group_norm_affine(norm, &audio, chunk_frames * hop));
+        let mut chunks = Vec::with_capacity(frames.div_ceil(chunk_frames));
+        let mut start = 0;
+        while start < frames {
+            let end = (start + chunk_frames).min(frames);
+            let piece = audio
+                .clone()
+                .narrow(1, start * hop, (end - 1) * hop + field - start * hop);
+            let mut x = piece.unsqueeze_dim(1);
+            for (i, layer) in self.conv_layers.iter().enumerate() {
+                x = match (&affine, i) {
+                    (Some((scale, shift)), 0) => {
+                        gelu(layer.conv.forward(x) * scale.clone() + shift.clone())
+                    }
+                    _ => layer.forward(x),
+                };
+            }
+            chunks.push(x);
+            start = end;
+        }
+        Tensor::cat(chunks, 2)
+    }
+
+    /// Layer 0's GroupNorm (one group per channel) as `x · scale + shift`, `[batch, C, 1]`
+    /// each, from its statistics over the whole clip, gathered `chunk_samples` at a time.
+    fn group_norm_affine(
+        &self,
+        norm: &GroupNorm,
+        audio: &Tensor<2>,
+        chunk_samples: usize,
+    ) -> (Tensor<3>, Tensor<3>) {
+        let conv = &self.conv_layers[0].conv;
+        let (k, s) = (conv.kernel_size, conv.stride);
+        let [batch, samples] = audio.dims();
+        let device = audio.device();
+        let total = if samples < k {
+            0
+        } else {
+            (samples - k) / s + 1
+        };
+        // chunks of layer-0 frames, each counted once
+        let step = (chunk_samples / s).max(1);
+        let channels = conv.weight.dims()[0];
+        let mut sum = vec![0f64; batch * channels];
+        let mut sq = vec![0f64; batch * channels];
+        let mut f0 = 0;
+        while f0 < total {
+            let f1 = (f0 + step).min(total);
+            let piece = audio.clone().narrow(1, f0 * s, (f1 - 1) * s + k - f0 * s);
+            let y = conv.forward(piece.unsqueeze_dim(1));
+            let host = |t: Tensor<3>| t.try_into_vec_as::<f32>().unwrap_or_default();
+            let part_sum = host(y.clone().sum_dim(2));
+            let part_sq = host(y.powi_scalar(2).sum_dim(2));
+            for (acc, v) in sum.iter_mut().zip(part_sum) {
+                *acc += f64::from(v);
+            }
+            for (acc, v) in sq.iter_mut().zip(part_sq) {
+                *acc += f64::from(v);
+            }
+            f0 = f1;
+        }
+        let n = total.max(1) as f64;
+        let gamma = norm
+            .gamma
+            .as_ref()
+            .map(|g| g.val().try_into_vec_as::<f32>().unwrap_or_default());
+        let beta = norm
+            .beta
+            .as_ref()
+            .map(|b| b.val().try_into_vec_as::<f32>().unwrap_or_default());
+        let mut scale = Vec::with_capacity(batch * channels);
+        let mut shift = Vec::with_capacity(batch * channels);
+        for i in 0..batch * channels {
+            let c = i % channels;
+            let mean = sum[i] / n;
+            let var = (sq[i] / n - mean * mean).max(0.0);
+            let inv = 1.0 / (var + norm.epsilon).sqrt();
+            let g = gamma
+                .as_ref()
+                .and_then(|g| g.get(c))
+                .map_or(1.0, |&g| f64::from(g));
+            let b = beta
+                .as_ref()
+                .and_then(|b| b.get(c))
+                .map_or(0.0, |&b| f64::from(b));
+            scale.push((g * inv) as f32);
+            shift.push((b - mean * g * inv) as f32);
+        }
+        let shape = [batch, channels, 1];
+        (
+            Tensor::from_data(TensorData::new(scale, shape), &device),
+            Tensor::from_data(TensorData::new(shift, shape), &device),
+        )
+    }
 }
 
 /// LayerNorm over conv channels, then a linear map to the model width.
@@ -127,5 +262,57 @@ impl FeatureProjection {
             None => features,
         };
         self.projection.forward(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Param;
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    fn max_rel_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        let a = a.try_into_vec_as::<f32>().unwrap();
+        let b = b.try_into_vec_as::<f32>().unwrap();
+        let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        diff / scale
+    }
+
+    /// Chunks of any size give the whole clip's frames, with the layer-0 GroupNorm's
+    /// statistics (and a non-trivial affine) taken over the whole clip, and in layer-norm mode.
+    #[test]
+    fn chunked_equals_whole_clip() {
+        let device = Device::flex();
+        for norm in [FeatExtractNorm::Group, FeatExtractNorm::Layer] {
+            let config = MertConfig {
+                feat_extract_norm: norm,
+                ..MertConfig::tiny()
+            };
+            let mut enc = FeatureEncoder::init(&config, &device);
+            if let Some(gn) = enc.conv_layers[0].group_norm.as_mut() {
+                let c = config.conv_dim[0];
+                let random = || Tensor::<1>::random([c], Distribution::Normal(0.5, 1.0), &device);
+                gn.gamma = Some(Param::from_tensor(random()));
+                gn.beta = Some(Param::from_tensor(random()));
+            }
+            // 2 rows, 3.1 s: an odd tail past the last whole frame, offset so the mean is not 0
+            let audio = Tensor::<2>::random([2, 74_437], Distribution::Normal(0.1, 0.3), &device);
+            let whole = enc.forward(audio.clone());
+            let frames = whole.dims()[2];
+            assert_eq!(frames, enc.frames_for(74_437));
+            for chunk in [1, 7, 40, frames - 1] {
+                let rel = max_rel_diff(whole.clone(), enc.forward_chunked(audio.clone(), chunk));
+                assert!(
+                    rel < 1e-5,
+                    "{norm:?}, chunks of {chunk}: max rel diff {rel}"
+                );
+            }
+        }
     }
 }

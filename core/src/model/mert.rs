@@ -24,6 +24,10 @@ impl MertOutput {
     }
 }
 
+/// Frames of the conv stack computed at once for a long clip (30 s at 50 Hz): its 512-channel
+/// layer-0 output is then at most 240 MB.
+pub const FEATURE_CHUNK_FRAMES: usize = 1500;
+
 #[derive(Module, Debug)]
 pub struct Mert {
     pub feature_extractor: FeatureEncoder,
@@ -56,8 +60,15 @@ impl Mert {
     /// statistics (as in the reference), so a padded row differs slightly from running it alone.
     pub fn forward_masked(&self, audio: Tensor<2>, lengths: Option<&[usize]>) -> MertOutput {
         let device = audio.device();
-        // [batch, channels, frames] -> [batch, frames, channels]
-        let extract_features = self.feature_extractor.forward(audio).swap_dims(1, 2);
+        // [batch, channels, frames] -> [batch, frames, channels]; a long unpadded clip in
+        // chunks, so that memory past the conv stack grows with frames, not samples
+        let features = match lengths {
+            None => self
+                .feature_extractor
+                .forward_chunked(audio, FEATURE_CHUNK_FRAMES),
+            Some(_) => self.feature_extractor.forward(audio),
+        };
+        let extract_features = features.swap_dims(1, 2);
         let [batch, frames, _] = extract_features.dims();
         let pad_mask = lengths.map(|lengths| self.frame_pad_mask(lengths, batch, frames, &device));
         let h = self.feature_projection.forward(extract_features.clone());

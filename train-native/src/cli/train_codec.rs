@@ -24,8 +24,10 @@ pub fn run(args: TrainCodecArgs, quiet: bool) -> Result<()> {
         a.stop_at,
         a.backend,
         |m, max| {
-            let scores = match (m.valid_snr_db, m.valid_mel_distance) {
-                (Some(snr), Some(d)) => format!(" held-out SNR {snr:.2} dB mel {d:.3}"),
+            let scores = match (m.valid_snr_db, m.valid_mel_distance, m.valid_codes_used) {
+                (Some(snr), Some(d), Some(used)) => {
+                    format!(" held-out SNR {snr:.2} dB mel {d:.3} codes {used}")
+                }
                 _ => String::new(),
             };
             report.step(

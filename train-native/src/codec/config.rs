@@ -63,6 +63,13 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Linear warm-up, then linear decay to 0 at `max_steps`.
     pub warmup_steps: u64,
+    /// Steps at the start in which the decoder sees the encoder's output unquantised (no
+    /// codebooks, no commitment loss); the codebooks are k-means-initialised on the first
+    /// batch after them. 0 (EnCodec's recipe) quantises from the first step. An untrained
+    /// encoder's output barely depends on its input, so codebooks fitted to it collapse
+    /// to a few codes once the encoder moves (CODEC.md); a warm-up lets the autoencoder
+    /// learn a representation worth quantising first.
+    pub quantizer_warmup_steps: u64,
     pub checkpoint_every: u64,
     pub keep_checkpoints: usize,
     pub log_every: u64,
@@ -89,6 +96,7 @@ impl Default for TrainConfig {
             batch_size: 8,
             lr: 3e-4,
             warmup_steps: 0,
+            quantizer_warmup_steps: 0,
             checkpoint_every: 1000,
             keep_checkpoints: 3,
             log_every: 10,
@@ -156,6 +164,12 @@ impl CodecRunConfig {
         if t.batch_size == 0 || t.max_steps == 0 || t.checkpoint_every == 0 || t.log_every == 0 {
             bail!(
                 "{at}: [train] batch_size, max_steps, checkpoint_every, log_every: expected >= 1"
+            );
+        }
+        if t.quantizer_warmup_steps >= t.max_steps {
+            bail!(
+                "{at}: [train] quantizer_warmup_steps: expected fewer than max_steps = {} (the codec must end quantised)",
+                t.max_steps
             );
         }
         if t.keep_checkpoints == 0 || t.valid_crops == 0 {

@@ -38,6 +38,8 @@ pub struct Summary {
     pub final_loss: Option<f64>,
     pub valid_snr_db: Option<f64>,
     pub valid_mel_distance: Option<f64>,
+    /// Distinct first-codebook codes on the held-out crops at the last evaluation.
+    pub valid_codes_used: Option<usize>,
 }
 
 pub fn train_codec(
@@ -149,11 +151,12 @@ pub fn train_codec(
         stop_at,
     };
     let max = config.train.max_steps;
-    let (mut final_loss, mut snr, mut distance) = (None, None, None);
+    let (mut final_loss, mut snr, mut distance, mut used) = (None, None, None, None);
     let trainer = train::train(&run, trainer, optim, state, |m| {
         final_loss = m.loss.or(final_loss);
         snr = m.valid_snr_db.or(snr);
         distance = m.valid_mel_distance.or(distance);
+        used = m.valid_codes_used.or(used);
         on_log(m, max)
     })?;
     let steps = match stop_at {
@@ -178,5 +181,6 @@ pub fn train_codec(
         final_loss,
         valid_snr_db: snr,
         valid_mel_distance: distance,
+        valid_codes_used: used,
     })
 }

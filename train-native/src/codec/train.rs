@@ -16,6 +16,7 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use mert_core::pretrain::{StepRng, learning_rate};
+use mert_core::teachers::codec::ema::EmaRvq;
 use mert_core::teachers::codec::loss::{MultiScaleMel, snr_db, time_l1};
 use mert_core::teachers::codec::train::CodecModel;
 
@@ -73,6 +74,13 @@ pub struct Metrics {
     pub valid_snr_db: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub valid_mel_distance: Option<f64>,
+    /// Distinct first-codebook codes over the held-out crops: the collapse check (a codec
+    /// whose codes carry the music uses many).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_codes_used: Option<usize>,
+    /// Perplexity (exp of the entropy) of the first codebook's codes on the held-out crops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_code_perplexity: Option<f64>,
     pub elapsed_s: f64,
 }
 
@@ -134,6 +142,22 @@ fn step_loss(
     let x = audio_tensor(batch, &run.device);
     let [b, len] = x.dims();
     let emb = trainer.model.encode(x.clone().reshape([b, 1, len]));
+    if step < c.train.quantizer_warmup_steps {
+        // warm-up: a plain autoencoder, the codebooks untouched
+        let y = trainer.model.decode(emb).reshape([b, len]);
+        let time = time_l1(x.clone(), y.clone());
+        let (mel_loss, _) = mel.compare(x, y);
+        let objective =
+            time.clone().mul_scalar(l.time_weight) + mel_loss.clone().mul_scalar(l.mel_weight);
+        return Ok(StepLoss {
+            objective,
+            time: scalar(time),
+            mel: scalar(mel_loss),
+            commit: 0.0,
+            used: 0,
+            replaced: 0,
+        });
+    }
     let dims = emb.dims();
     let mut rng = StepRng::for_step(c.train.seed, step, STREAM_QUANTIZER);
     let q = trainer
@@ -191,12 +215,51 @@ fn valid_batches(run: &Run) -> Result<Vec<Batch>> {
     Ok(out)
 }
 
-/// Held-out reconstruction: (SNR in dB over all crops, mean log-mel L1 distance), with the
-/// codebooks as they are (no update) and no gradient graph.
-pub fn evaluate(trainer: &Trainer, run: &Run, batches: &[Batch]) -> Result<Option<(f64, f64)>> {
-    if batches.is_empty() {
+/// Held-out scores of a codec with `rvq`'s codebooks as they are (no update, no graph).
+#[derive(Debug, Clone, Copy)]
+pub struct Scores {
+    /// SNR in dB over all held-out audio.
+    pub snr_db: f64,
+    /// Mean log-mel L1 distance.
+    pub mel_distance: f64,
+    /// Distinct first-codebook codes.
+    pub codes_used: usize,
+    /// exp(entropy) of the first codebook's code histogram.
+    pub code_perplexity: f64,
+}
+
+/// exp(entropy) of the histogram of `codes` (natural log): 1 for a single code, K for K
+/// codes used equally.
+pub fn perplexity(codes: impl IntoIterator<Item = i64>) -> (usize, f64) {
+    let mut counts = std::collections::HashMap::new();
+    let mut total = 0f64;
+    for c in codes {
+        *counts.entry(c).or_insert(0f64) += 1.0;
+        total += 1.0;
+    }
+    let entropy: f64 = counts
+        .values()
+        .map(|&n| {
+            let p = n / total;
+            -p * p.ln()
+        })
+        .sum();
+    (counts.len(), entropy.exp())
+}
+
+/// Held-out reconstruction and code usage with `rvq` (None with no held-out audio or
+/// codebooks not yet initialised, as in the quantiser warm-up).
+pub fn evaluate(
+    trainer: &Trainer,
+    rvq: &EmaRvq,
+    run: &Run,
+    batches: &[Batch],
+) -> Result<Option<Scores>> {
+    if batches.is_empty() || !rvq.books.iter().all(|b| b.inited) {
         return Ok(None);
     }
+    let n_q = rvq.books.len();
+    let mut first_codes = Vec::new();
     let device = run.device.clone().without_autodiff();
     let model: CodecModel = trainer.model.valid();
     let mel = MultiScaleMel::new(&run.config.loss, run.config.codec.sample_rate, &device)?;
@@ -207,7 +270,8 @@ pub fn evaluate(trainer: &Trainer, run: &Run, batches: &[Batch]) -> Result<Optio
         let [b, len] = x.dims();
         let emb = model.encode(x.clone().reshape([b, 1, len]));
         let dims = emb.dims();
-        let (quantized, _) = trainer.rvq.quantize(&rows(&emb)?, &device)?;
+        let (quantized, codes) = rvq.quantize(&rows(&emb)?, &device)?;
+        first_codes.extend(codes.iter().step_by(n_q).copied());
         let y = model
             .decode(from_rows(quantized, dims, &device))
             .reshape([b, len]);
@@ -220,8 +284,14 @@ pub fn evaluate(trainer: &Trainer, run: &Run, batches: &[Batch]) -> Result<Optio
         reference.extend(batch.audio.iter().flatten().copied());
         output.extend(y);
     }
+    let (codes_used, code_perplexity) = perplexity(first_codes);
     // one SNR over all held-out audio
-    Ok(Some((snr_db(&reference, &output), distance / weight)))
+    Ok(Some(Scores {
+        snr_db: snr_db(&reference, &output),
+        mel_distance: distance / weight,
+        codes_used,
+        code_perplexity,
+    }))
 }
 
 /// Train from `trainer` at `state.step` to `max_steps`.
@@ -258,13 +328,19 @@ pub fn train(
         let [b, len] = x.dims();
         let emb = trainer.model.encode(x.reshape([b, 1, len]));
         let mut rng = StepRng::for_step(t.seed, 0, STREAM_QUANTIZER + 1);
-        trainer
-            .rvq
-            .initialize(&rows(&emb)?, &mut rng, &run.device)?;
-        if let Some((snr, dist)) = evaluate(&trainer, run, &held_out)? {
+        // with a quantiser warm-up the training codebooks wait for it; the baseline is scored
+        // with a copy initialised now
+        let mut baseline = trainer.rvq.clone();
+        baseline.initialize(&rows(&emb)?, &mut rng, &run.device)?;
+        if t.quantizer_warmup_steps == 0 {
+            trainer.rvq = baseline.clone();
+        }
+        if let Some(s) = evaluate(&trainer, &baseline, run, &held_out)? {
             let m = Metrics {
-                valid_snr_db: Some(snr),
-                valid_mel_distance: Some(dist),
+                valid_snr_db: Some(s.snr_db),
+                valid_mel_distance: Some(s.mel_distance),
+                valid_codes_used: Some(s.codes_used),
+                valid_code_perplexity: Some(s.code_perplexity),
                 elapsed_s: started.elapsed().as_secs_f64(),
                 ..Metrics::default()
             };
@@ -335,7 +411,7 @@ pub fn train(
                 state.step.is_multiple_of(t.valid_every) || last
             };
             let scores = if valid_due {
-                evaluate(&trainer, run, &held_out)?
+                evaluate(&trainer, &trainer.rvq, run, &held_out)?
             } else {
                 None
             };
@@ -354,8 +430,10 @@ pub fn train(
                 ),
                 codes_used: Some(terms.used),
                 codes_replaced: Some(window.replaced),
-                valid_snr_db: scores.map(|s| s.0),
-                valid_mel_distance: scores.map(|s| s.1),
+                valid_snr_db: scores.map(|s| s.snr_db),
+                valid_mel_distance: scores.map(|s| s.mel_distance),
+                valid_codes_used: scores.map(|s| s.codes_used),
+                valid_code_perplexity: scores.map(|s| s.code_perplexity),
                 elapsed_s: started.elapsed().as_secs_f64(),
             };
             log(&m, &mut metrics_file)?;
