@@ -34,10 +34,15 @@ fn main() {
             sync(&g);
             let tg = s.elapsed().as_secs_f64();
             let s = Instant::now();
-            let a = burn::tensor::activation::gelu(g);
+            // (each time includes `sync`'s copy of the output)
+            let a = burn::tensor::activation::gelu(g.clone());
+            sync(&a);
+            let burn_gelu = s.elapsed().as_secs_f64();
+            let s = Instant::now();
+            let a = mert_core::model::activation::gelu(g);
             sync(&a);
             println!(
-                "conv0 {tc:.3} groupnorm {tg:.3} gelu {:.3}",
+                "conv0 {tc:.3} groupnorm {tg:.3} gelu: burn {burn_gelu:.3}, kit {:.3}",
                 s.elapsed().as_secs_f64()
             );
         }

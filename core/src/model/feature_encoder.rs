@@ -6,9 +6,9 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::activation::gelu;
 use super::config::{FeatExtractNorm, MertConfig};
 
 /// One conv block: conv, optional norm, GELU.

@@ -4,9 +4,9 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, Device, Tensor};
 
+use super::activation::gelu;
 use super::attention::Attention;
 use super::config::MertConfig;
 use super::regularize::{Regularize, maybe_dropout};

@@ -1,6 +1,7 @@
 //! The MERT encoder as Burn modules. Pure: tensors in, tensors out; the backend is the
 //! caller's `Device`. Struct fields follow the reference state-dict paths.
 
+pub mod activation;
 pub mod attention;
 pub mod config;
 pub mod encoder;
