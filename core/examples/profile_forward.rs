@@ -47,6 +47,26 @@ fn main() {
             );
         }
     }
+    for _ in 0..2 {
+        let s = Instant::now();
+        let a = model.feature_extractor.forward(audio.clone());
+        sync(&a);
+        let burn_convs = s.elapsed().as_secs_f64();
+        let s = Instant::now();
+        let b = model.feature_extractor.forward_frames(audio.clone(), 0);
+        sync(&b);
+        let whole = s.elapsed().as_secs_f64();
+        let mut chunked = Vec::new();
+        for chunk in [1500, 375, 150] {
+            let s = Instant::now();
+            let c = model.feature_extractor.forward_frames(audio.clone(), chunk);
+            sync(&c);
+            chunked.push(format!("{chunk}: {:.3} s", s.elapsed().as_secs_f64()));
+        }
+        println!(
+            "feature encoder: burn convs {burn_convs:.3} s, GEMM convs {whole:.3} s, in chunks of {chunked:?}"
+        );
+    }
     for round in 0..2 {
         let t = Instant::now();
         let mut h = audio.clone().unsqueeze_dim::<3>(1);

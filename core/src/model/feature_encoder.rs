@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::activation::gelu;
 use super::config::{FeatExtractNorm, MertConfig};
+use super::conv_frames::conv_frames;
 
 /// One conv block: conv, optional norm, GELU.
 ///
@@ -119,50 +120,65 @@ impl FeatureEncoder {
         }
     }
 
-    /// [`FeatureEncoder::forward`] computed `chunk_frames` output frames at a time, so that
-    /// the wide early conv outputs (512 channels at 1/5 of the sample rate: 5.9 GB for ten
-    /// minutes) never exist for the whole clip. The convs have no padding, so frames
+    /// [`FeatureEncoder::forward`] as frames `[batch, frames, channels]`, each conv one GEMM
+    /// ([`conv_frames`]), computed `chunk_frames` output frames at a time (0: all at once),
+    /// so that the wide early conv outputs (512 channels at 1/5 of the sample rate: 5.9 GB
+    /// for ten minutes) never exist for the whole clip. The convs have no padding, so frames
     /// `[a, b)` depend only on samples `[a·hop, (b-1)·hop + field)` and a chunk gives the
     /// whole clip's frames. The layer-0 GroupNorm (`feat_extract_norm = "group"`) normalises
-    /// each channel over all of layer 0's output, so its statistics come from a first pass
-    /// over the clip in chunks (summed in f64), then each chunk is normalised with them.
-    pub fn forward_chunked(&self, audio: Tensor<2>, chunk_frames: usize) -> Tensor<3> {
+    /// each channel over all of layer 0's output, so with several chunks its statistics come
+    /// from a first pass over the clip (summed in f64), then each chunk is normalised with them.
+    pub fn forward_frames(&self, audio: Tensor<2>, chunk_frames: usize) -> Tensor<3> {
         let samples = audio.dims()[1];
         let frames = self.frames_for(samples);
         let Some(first) = self.conv_layers.first() else {
-            return audio.unsqueeze_dim(1);
+            return audio.unsqueeze_dim(2);
         };
-        if chunk_frames == 0 || frames <= chunk_frames {
-            return self.forward(audio);
+        if frames == 0 {
+            return self.forward(audio).swap_dims(1, 2);
         }
         let (hop, field) = self.hop_and_field();
-        let affine = first
-            .group_norm
-            .as_ref()
-            .map(|norm| self.group_norm_affine(norm, &audio, chunk_frames * hop));
-        let mut chunks = Vec::with_capacity(frames.div_ceil(chunk_frames));
+        let chunk = if chunk_frames == 0 {
+            frames
+        } else {
+            chunk_frames
+        };
+        let affine = match &first.group_norm {
+            Some(norm) if frames > chunk => Some(self.group_norm_affine(norm, &audio, chunk * hop)),
+            _ => None,
+        };
+        let mut chunks = Vec::with_capacity(frames.div_ceil(chunk));
         let mut start = 0;
         while start < frames {
-            let end = (start + chunk_frames).min(frames);
-            let piece = audio
-                .clone()
-                .narrow(1, start * hop, (end - 1) * hop + field - start * hop);
-            let mut x = piece.unsqueeze_dim(1);
-            for (i, layer) in self.conv_layers.iter().enumerate() {
-                x = match (&affine, i) {
-                    (Some((scale, shift)), 0) => {
-                        gelu(layer.conv.forward(x) * scale.clone() + shift.clone())
-                    }
-                    _ => layer.forward(x),
-                };
+            let end = (start + chunk).min(frames);
+            let piece = if start == 0 && end == frames {
+                audio.clone()
+            } else {
+                audio
+                    .clone()
+                    .narrow(1, start * hop, (end - 1) * hop + field - start * hop)
+            };
+            let mut x = piece.unsqueeze_dim(2);
+            for layer in &self.conv_layers {
+                x = conv_frames(&layer.conv, x);
+                if let Some(norm) = &layer.group_norm {
+                    x = match &affine {
+                        Some((scale, shift)) => x * scale.clone() + shift.clone(),
+                        None => group_norm_frames(norm, x),
+                    };
+                }
+                if let Some(norm) = &layer.layer_norm {
+                    x = norm.forward(x);
+                }
+                x = gelu(x);
             }
             chunks.push(x);
             start = end;
         }
-        Tensor::cat(chunks, 2)
+        Tensor::cat(chunks, 1)
     }
 
-    /// Layer 0's GroupNorm (one group per channel) as `x · scale + shift`, `[batch, C, 1]`
+    /// Layer 0's GroupNorm (one group per channel) as `x · scale + shift`, `[batch, 1, C]`
     /// each, from its statistics over the whole clip, gathered `chunk_samples` at a time.
     fn group_norm_affine(
         &self,
@@ -188,10 +204,10 @@ impl FeatureEncoder {
         while f0 < total {
             let f1 = (f0 + step).min(total);
             let piece = audio.clone().narrow(1, f0 * s, (f1 - 1) * s + k - f0 * s);
-            let y = conv.forward(piece.unsqueeze_dim(1));
+            let y = conv_frames(conv, piece.unsqueeze_dim(2));
             let host = |t: Tensor<3>| t.try_into_vec_as::<f32>().unwrap_or_default();
-            let part_sum = host(y.clone().sum_dim(2));
-            let part_sq = host(y.powi_scalar(2).sum_dim(2));
+            let part_sum = host(y.clone().sum_dim(1));
+            let part_sq = host(y.powi_scalar(2).sum_dim(1));
             for (acc, v) in sum.iter_mut().zip(part_sum) {
                 *acc += f64::from(v);
             }
@@ -227,12 +243,28 @@ impl FeatureEncoder {
             scale.push((g * inv) as f32);
             shift.push((b - mean * g * inv) as f32);
         }
-        let shape = [batch, channels, 1];
+        let shape = [batch, 1, channels];
         (
             Tensor::from_data(TensorData::new(scale, shape), &device),
             Tensor::from_data(TensorData::new(shift, shape), &device),
         )
     }
+}
+
+/// GroupNorm with one group per channel on frames `[B, T, C]`: each channel normalised
+/// over time (biased variance, as burn's and torch's), then the affine.
+fn group_norm_frames(norm: &GroupNorm, x: Tensor<3>) -> Tensor<3> {
+    let channels = x.dims()[2];
+    let centred = x.clone() - x.mean_dim(1);
+    let var = centred.clone().powi_scalar(2).mean_dim(1);
+    let mut y = centred / (var + norm.epsilon).sqrt();
+    if let Some(gamma) = &norm.gamma {
+        y = y * gamma.val().reshape([1, 1, channels]);
+    }
+    if let Some(beta) = &norm.beta {
+        y = y + beta.val().reshape([1, 1, channels]);
+    }
+    y
 }
 
 /// LayerNorm over conv channels, then a linear map to the model width.
@@ -284,8 +316,9 @@ mod tests {
         diff / scale
     }
 
-    /// Chunks of any size give the whole clip's frames, with the layer-0 GroupNorm's
-    /// statistics (and a non-trivial affine) taken over the whole clip, and in layer-norm mode.
+    /// The GEMM convs, whole or in chunks of any size, give burn's convs' frames, with the
+    /// layer-0 GroupNorm's statistics (and a non-trivial affine) taken over the whole clip,
+    /// and in layer-norm mode.
     #[test]
     fn chunked_equals_whole_clip() {
         let device = Device::flex();
@@ -303,11 +336,12 @@ mod tests {
             }
             // 2 rows, 3.1 s: an odd tail past the last whole frame, offset so the mean is not 0
             let audio = Tensor::<2>::random([2, 74_437], Distribution::Normal(0.1, 0.3), &device);
-            let whole = enc.forward(audio.clone());
-            let frames = whole.dims()[2];
+            // burn's convs, channels first
+            let whole = enc.forward(audio.clone()).swap_dims(1, 2);
+            let frames = whole.dims()[1];
             assert_eq!(frames, enc.frames_for(74_437));
-            for chunk in [1, 7, 40, frames - 1] {
-                let rel = max_rel_diff(whole.clone(), enc.forward_chunked(audio.clone(), chunk));
+            for chunk in [0, 1, 7, 40, frames - 1] {
+                let rel = max_rel_diff(whole.clone(), enc.forward_frames(audio.clone(), chunk));
                 assert!(
                     rel < 1e-5,
                     "{norm:?}, chunks of {chunk}: max rel diff {rel}"

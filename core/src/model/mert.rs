@@ -60,15 +60,11 @@ impl Mert {
     /// statistics (as in the reference), so a padded row differs slightly from running it alone.
     pub fn forward_masked(&self, audio: Tensor<2>, lengths: Option<&[usize]>) -> MertOutput {
         let device = audio.device();
-        // [batch, channels, frames] -> [batch, frames, channels]; a long unpadded clip in
-        // chunks, so that memory past the conv stack grows with frames, not samples
-        let features = match lengths {
-            None => self
-                .feature_extractor
-                .forward_chunked(audio, FEATURE_CHUNK_FRAMES),
-            Some(_) => self.feature_extractor.forward(audio),
-        };
-        let extract_features = features.swap_dims(1, 2);
+        // [batch, frames, channels]; a long clip in chunks, so that memory past the conv
+        // stack grows with frames, not samples
+        let extract_features = self
+            .feature_extractor
+            .forward_frames(audio, FEATURE_CHUNK_FRAMES);
         let [batch, frames, _] = extract_features.dims();
         let pad_mask = lengths.map(|lengths| self.frame_pad_mask(lengths, batch, frames, &device));
         let h = self.feature_projection.forward(extract_features.clone());
