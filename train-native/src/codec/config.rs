@@ -70,6 +70,11 @@ pub struct TrainConfig {
     /// to a few codes once the encoder moves (CODEC.md); a warm-up lets the autoencoder
     /// learn a representation worth quantising first.
     pub quantizer_warmup_steps: u64,
+    /// Data-dependent initialisation of a fresh run (`CodecModel::data_init` on the first
+    /// batch: each conv's outputs start at zero mean and unit variance). With torch's default
+    /// initialisation the latent of a fresh encoder barely depends on its input and the
+    /// codebooks collapse (CODEC.md). A resumed run keeps its checkpoint's weights.
+    pub data_init: bool,
     pub checkpoint_every: u64,
     pub keep_checkpoints: usize,
     pub log_every: u64,
@@ -97,6 +102,7 @@ impl Default for TrainConfig {
             lr: 3e-4,
             warmup_steps: 0,
             quantizer_warmup_steps: 0,
+            data_init: true,
             checkpoint_every: 1000,
             keep_checkpoints: 3,
             log_every: 10,
@@ -260,6 +266,8 @@ mod tests {
         assert!(e.contains("n_filterz"), "{e}");
         let e = write(&format!("{base}[codec]\npad_mode = \"zero\"\n"));
         assert!(e.contains("pad_mode"), "{e}");
+        let e = write(&format!("{base}data_init = \"yes\"\n"));
+        assert!(e.contains("data_init"), "{e}");
         let e = write(&format!("{base}[loss]\nmel_windows = [100]\n"));
         assert!(e.contains("mel_windows"), "{e}");
         let e = write("[data]\ntrain = [\"a\"]\ncrop_seconds = 0.01\n[train]\n");

@@ -67,6 +67,13 @@ pub struct Metrics {
     /// Distinct codes of the first codebook in the last batch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub codes_used: Option<usize>,
+    /// The encoder output on the last batch: per-dimension standard deviation over its frames
+    /// (mean over dimensions), and the norm of its mean vector. A latent whose spread is tiny
+    /// next to its mean barely depends on the input, and its codebooks collapse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latent_std: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latent_mean_norm: Option<f64>,
     /// Dead codes replaced over the logging window (all codebooks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub codes_replaced: Option<usize>,
@@ -123,6 +130,28 @@ struct StepLoss {
     commit: f64,
     used: usize,
     replaced: usize,
+    /// (per-dimension std, norm of the mean) of the encoder output ([`latent_spread`]).
+    latent: (f64, f64),
+}
+
+/// Mean over dimensions of the per-dimension std of host rows `[N, dim]`, and the norm of
+/// their mean vector.
+fn latent_spread(rows: &[f32], dim: usize) -> (f64, f64) {
+    let n = (rows.len() / dim).max(1) as f64;
+    let mut mean = vec![0f64; dim];
+    for row in rows.chunks_exact(dim) {
+        for (m, &v) in mean.iter_mut().zip(row) {
+            *m += v as f64 / n;
+        }
+    }
+    let mut var = vec![0f64; dim];
+    for row in rows.chunks_exact(dim) {
+        for ((s, m), &v) in var.iter_mut().zip(&mean).zip(row) {
+            *s += (v as f64 - m).powi(2) / n;
+        }
+    }
+    let std = var.iter().map(|v| v.sqrt()).sum::<f64>() / dim as f64;
+    (std, mean.iter().map(|m| m * m).sum::<f64>().sqrt())
 }
 
 fn scalar(t: Tensor<1>) -> f64 {
@@ -142,6 +171,8 @@ fn step_loss(
     let x = audio_tensor(batch, &run.device);
     let [b, len] = x.dims();
     let emb = trainer.model.encode(x.clone().reshape([b, 1, len]));
+    let host_rows = rows(&emb)?;
+    let latent = latent_spread(&host_rows, c.codec.dimension);
     if step < c.train.quantizer_warmup_steps {
         // warm-up: a plain autoencoder, the codebooks untouched
         let y = trainer.model.decode(emb).reshape([b, len]);
@@ -156,13 +187,12 @@ fn step_loss(
             commit: 0.0,
             used: 0,
             replaced: 0,
+            latent,
         });
     }
     let dims = emb.dims();
     let mut rng = StepRng::for_step(c.train.seed, step, STREAM_QUANTIZER);
-    let q = trainer
-        .rvq
-        .train_step(&rows(&emb)?, &mut rng, &run.device)?;
+    let q = trainer.rvq.train_step(&host_rows, &mut rng, &run.device)?;
     let quantized = from_rows(q.quantized, dims, &run.device);
     let first = from_rows(q.first, dims, &run.device);
     // straight-through: the decoder sees the codes, the encoder gets the decoder's gradient
@@ -185,6 +215,7 @@ fn step_loss(
         commit: q.commitment,
         used: q.used_first,
         replaced: q.replaced,
+        latent,
     })
 }
 
@@ -321,12 +352,17 @@ pub fn train(
         Ok(())
     };
     if state.step == 0 {
-        // k-means codebooks on the first batch, then the untrained codec's scores
+        // data-dependent init and k-means codebooks on the first batch, then the untrained
+        // codec's scores
         let mut rng = StepRng::for_step(t.seed, 0, 100);
         let batch = draw_batch(&run.train, run.crop, t.batch_size, &mut rng)?;
         let x = audio_tensor(&batch, &run.device);
         let [b, len] = x.dims();
-        let emb = trainer.model.encode(x.reshape([b, 1, len]));
+        let x = x.reshape([b, 1, len]);
+        if t.data_init {
+            trainer.model = trainer.model.data_init(x.clone())?;
+        }
+        let emb = trainer.model.encode(x);
         let mut rng = StepRng::for_step(t.seed, 0, STREAM_QUANTIZER + 1);
         // with a quantiser warm-up the training codebooks wait for it; the baseline is scored
         // with a copy initialised now
@@ -429,6 +465,8 @@ pub fn train(
                     crops * run.crop.samples as f64 / c.codec.sample_rate as f64 / secs,
                 ),
                 codes_used: Some(terms.used),
+                latent_std: Some(terms.latent.0),
+                latent_mean_norm: Some(terms.latent.1),
                 codes_replaced: Some(window.replaced),
                 valid_snr_db: scores.map(|s| s.snr_db),
                 valid_mel_distance: scores.map(|s| s.mel_distance),

@@ -10,7 +10,8 @@
 //! (`_decode_frame`: `ResidualVectorQuantization.decode`, the sum of the chosen code vectors,
 //! then `SEANetDecoder`, [`decoder`]), for listening checks and for training
 //! ([`train`]: the same architecture as a trainable module with weight norm, the
-//! reconstruction losses in [`loss`] and [`mel`], the codebooks' EMA updates in [`ema`]).
+//! reconstruction losses in [`loss`] and [`mel`], the codebooks' EMA updates in [`ema`], the
+//! data-dependent initialisation in [`data_init`]).
 //!
 //! Frames: the encoder downsamples by `prod(ratios)` = 320, so `L` samples give
 //! `ceil(L / 320)` frames (75 Hz at 24 kHz); codec frame `t` is computed from samples
@@ -28,6 +29,7 @@
 //! inherently sequential and runs on the host in f32 (one 4H×H matrix-vector product per frame
 //! and layer), so a GPU device reads back the LSTM input once per chunk and layer.
 
+pub mod data_init;
 pub mod decoder;
 pub mod ema;
 pub mod load;

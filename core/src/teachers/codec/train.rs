@@ -13,13 +13,16 @@
 //! Initialisation follows torch's defaults (`kaiming_uniform_(a=√5)`: weights and biases
 //! `U(±1/√fan_in)`, `fan_in = weight.size(1) · kernel`; LSTM `U(±1/√H)`; then `weight_norm`
 //! sets `g = ‖v‖`), drawn from a [`StepRng`] keyed by the seed and each tensor's name, so a
-//! run's initial weights do not depend on anything else. Parameter ids are hashes of the key
+//! run's initial weights do not depend on anything else; `mert train-codec` then rescales the
+//! convs on its first batch ([`super::data_init`]), since from torch's defaults the encoder's
+//! output barely depends on its input. Parameter ids are hashes of the key
 //! names, so optimiser state saved by one process maps onto the next one's parameters.
 
+use std::convert::Infallible;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use burn::module::{Module, Param, ParamId};
-use burn::tensor::activation::{elu, sigmoid, tanh};
+use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::module::{conv_transpose1d, conv1d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -163,32 +166,57 @@ pub fn layout_convs(layout: &[LayerSpec]) -> Vec<(&ConvSpec, bool)> {
 
 impl SeanetTrain {
     /// `[B, c_in, n]` → `[B, c_out, m]` on whole signals.
-    pub fn forward(&self, mut x: Tensor<3>) -> Tensor<3> {
-        let mut convs = self.convs.iter();
-        let mut next = |x: Tensor<3>| match convs.next() {
-            Some(conv) => conv.forward(x),
-            None => unreachable!("one conv per layout entry"),
-        };
-        for spec in &self.layout {
-            x = match spec {
-                LayerSpec::Conv(_) | LayerSpec::ConvTranspose(_) => next(x),
-                LayerSpec::Residual { block, shortcut } => {
-                    let mut y = x.clone();
-                    for _ in block {
-                        y = next(elu(y, 1.0));
-                    }
-                    let skip = if shortcut.is_some() { next(x) } else { x };
-                    skip + y
-                }
-                LayerSpec::Elu => elu(x, 1.0),
-                LayerSpec::Lstm { .. } => match &self.lstm {
-                    Some(lstm) => lstm.forward(x),
-                    None => x,
-                },
-            };
-        }
-        x
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let convs = &self.convs;
+        let Ok(y) = walk::<Infallible>(&self.layout, self.lstm.as_ref(), x, |i, x| {
+            Ok(convs[i].forward(x))
+        });
+        y
     }
+}
+
+/// A stack's forward pass with conv `i` (in [`layout_convs`] order) applied by `conv(i, x)`:
+/// [`SeanetTrain::forward`], and the data-dependent initialisation, which rescales each conv
+/// on the output of the ones before it ([`super::data_init`]).
+pub(crate) fn walk<E>(
+    layout: &[LayerSpec],
+    lstm: Option<&LstmParams>,
+    mut x: Tensor<3>,
+    mut conv: impl FnMut(usize, Tensor<3>) -> std::result::Result<Tensor<3>, E>,
+) -> std::result::Result<Tensor<3>, E> {
+    let mut index = 0;
+    let mut next = |x: Tensor<3>| {
+        index += 1;
+        conv(index - 1, x)
+    };
+    for spec in layout {
+        x = match spec {
+            LayerSpec::Conv(_) | LayerSpec::ConvTranspose(_) => next(x)?,
+            LayerSpec::Residual { block, shortcut } => {
+                let mut y = x.clone();
+                for _ in block {
+                    y = next(elu(y))?;
+                }
+                let skip = if shortcut.is_some() { next(x)? } else { x };
+                skip + y
+            }
+            LayerSpec::Elu => elu(x),
+            LayerSpec::Lstm { .. } => match lstm {
+                Some(lstm) => lstm.forward(x),
+                None => x,
+            },
+        };
+    }
+    Ok(x)
+}
+
+/// `ELU(x)` (alpha 1) whose gradient stays finite: burn's `elu` takes `exp` of every input,
+/// and where `x > 88` (f32 `exp` overflows) its backward pass multiplies a zero by infinity,
+/// a NaN that a training run met after ~130 steps; here `exp` only sees `min(x, 0)`.
+fn elu(x: Tensor<3>) -> Tensor<3> {
+    let negative = x.clone().lower_equal_scalar(0);
+    let scaled = x.clone().clamp_max(0.0).exp().sub_scalar(1.0);
+    x.mask_where(negative, scaled)
 }
 
 /// The trainable codec (encoder and decoder; the codebooks live in [`super::ema::EmaRvq`]).
@@ -439,6 +467,30 @@ mod tests {
             n_q: 2,
             ..CodecConfig::default()
         }
+    }
+
+    /// Large inputs (past f32 `exp`'s range) keep a finite gradient of 1.
+    #[test]
+    fn elu_gradient_is_finite_for_large_inputs() {
+        let device = Device::flex().autodiff();
+        let x =
+            Tensor::<3>::from_data(TensorData::new(vec![-2f32, 0.5, 100.0], [1, 1, 3]), &device)
+                .require_grad();
+        let y = elu(x.clone());
+        let grads = y.clone().sum().backward();
+        let g = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert!((g[0] - (-2f32).exp()).abs() < 1e-6, "{g:?}");
+        assert_eq!(&g[1..], &[1.0, 1.0]);
+        let y = y.into_data().try_into_vec::<f32>().unwrap();
+        assert!(
+            (y[0] - ((-2f32).exp() - 1.0)).abs() < 1e-6 && y[2] == 100.0,
+            "{y:?}"
+        );
     }
 
     #[test]
