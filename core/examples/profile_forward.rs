@@ -67,6 +67,59 @@ fn main() {
             "feature encoder: burn convs {burn_convs:.3} s, GEMM convs {whole:.3} s, in chunks of {chunked:?}"
         );
     }
+    {
+        // one post-LN layer's parts on [1, frames, hidden] (Flex runs eagerly)
+        use burn::tensor::module::attention;
+        use burn::tensor::ops::AttentionModuleOptions;
+        let frames = model.frames_for(n);
+        let hidden = ck.config.hidden_size;
+        let heads = ck.config.num_attention_heads;
+        let x = Tensor::<3>::random(
+            [1, frames, hidden],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let layer = &model.encoder.layers[0];
+        let at = &layer.attention;
+        for _ in 0..2 {
+            let mut t = Vec::new();
+            let mut lap =
+                |name: &str, s: Instant| t.push(format!("{name} {:.3}", s.elapsed().as_secs_f64()));
+            let s = Instant::now();
+            let split = |t: Tensor<3>| {
+                t.reshape([1, frames, heads, hidden / heads])
+                    .swap_dims(1, 2)
+            };
+            let q = split(at.q_proj.forward(x.clone()));
+            let k = split(at.k_proj.forward(x.clone()));
+            let v = split(at.v_proj.forward(x.clone()));
+            lap("qkv", s);
+            let s = Instant::now();
+            let o = attention(q, k, v, None, None, AttentionModuleOptions::default());
+            lap("attention", s);
+            let s = Instant::now();
+            let o = at
+                .out_proj
+                .forward(o.swap_dims(1, 2).reshape([1, frames, hidden]));
+            lap("out", s);
+            let s = Instant::now();
+            let h = layer.layer_norm.forward(x.clone() + o);
+            lap("add+ln", s);
+            let s = Instant::now();
+            let f = layer.feed_forward.intermediate_dense.forward(h.clone());
+            lap("ffn1", s);
+            let s = Instant::now();
+            let f = mert_core::model::activation::gelu(f);
+            lap("gelu", s);
+            let s = Instant::now();
+            let f = layer.feed_forward.output_dense.forward(f);
+            lap("ffn2", s);
+            let s = Instant::now();
+            let _ = layer.final_layer_norm.forward(h + f);
+            lap("add+ln", s);
+            println!("layer parts: {}", t.join(", "));
+        }
+    }
     for round in 0..2 {
         let t = Instant::now();
         let mut h = audio.clone().unsqueeze_dim::<3>(1);
