@@ -214,10 +214,15 @@ impl WindowRun {
         }
         let n = chunk.len();
         let input = Tensor::<2>::from_data(TensorData::new(chunk, [1, n]), device);
-        let mut states = model.forward(input).hidden_states;
-        self.dim = states[0].dims()[2];
-        let picked: Vec<Tensor<3>> = self.layers.iter().map(|&l| states[l].clone()).collect();
-        states.clear();
+        let picked = model.forward_layers(input, &self.layers);
+        if picked.is_empty() || picked.len() != self.layers.len() {
+            return Err(MertError::Invalid(format!(
+                "layers {:?}: the model has {} hidden states",
+                self.layers,
+                model.encoder.layers.len() + 1
+            )));
+        }
+        self.dim = picked[0].dims()[2];
         // [layers, 1, frames, dim] -> the planned frames only
         Ok(Some(Tensor::stack::<4>(picked, 0).narrow(
             2,

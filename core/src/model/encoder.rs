@@ -52,6 +52,36 @@ impl Encoder {
         pad_mask: Option<&Tensor<2, Bool>>,
         reg: Option<&Regularize>,
     ) -> Vec<Tensor<3>> {
+        self.states(h, pad_mask, reg, &|_| true)
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// The hidden states listed in `wanted` (indices into [`Encoder::forward`]'s output, in
+    /// that order), at inference. The others are dropped as soon as the next layer has run,
+    /// so a long clip holds two or three `[frames, hidden]` tensors, not all thirteen.
+    pub fn forward_selected(
+        &self,
+        h: Tensor<3>,
+        pad_mask: Option<&Tensor<2, Bool>>,
+        wanted: &[usize],
+    ) -> Vec<Tensor<3>> {
+        let states = self.states(h, pad_mask, None, &|i| wanted.contains(&i));
+        wanted
+            .iter()
+            .filter_map(|&i| states.get(i).cloned().flatten())
+            .collect()
+    }
+
+    /// Every hidden state for which `keep(index)` holds (`None` for the others).
+    fn states(
+        &self,
+        h: Tensor<3>,
+        pad_mask: Option<&Tensor<2, Bool>>,
+        reg: Option<&Regularize>,
+        keep: &dyn Fn(usize) -> bool,
+    ) -> Vec<Option<Tensor<3>>> {
         let h = match pad_mask {
             Some(mask) => {
                 let [b, t] = mask.dims();
@@ -67,7 +97,7 @@ impl Encoder {
         h = maybe_dropout(h, reg, |r| r.hidden);
         let mut states = Vec::with_capacity(self.layers.len() + 1);
         for (i, layer) in self.layers.iter().enumerate() {
-            states.push(h.clone());
+            states.push(keep(i).then(|| h.clone()));
             if reg.is_none_or(|r| r.keeps(i)) {
                 h = layer.forward_with(h, pad_mask, reg);
             }
@@ -75,7 +105,7 @@ impl Encoder {
         if self.pre_ln {
             h = self.layer_norm.forward(h);
         }
-        states.push(h);
+        states.push(keep(self.layers.len()).then_some(h));
         states
     }
 }

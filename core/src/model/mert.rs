@@ -75,6 +75,17 @@ impl Mert {
         }
     }
 
+    /// Only the hidden states listed in `wanted` (indices into `hidden_states`, in that order),
+    /// for an unpadded batch: the others are never kept, which on a long clip in one pass is
+    /// most of the memory past the conv stack.
+    pub fn forward_layers(&self, audio: Tensor<2>, wanted: &[usize]) -> Vec<Tensor<3>> {
+        let features = self
+            .feature_extractor
+            .forward_frames(audio, FEATURE_CHUNK_FRAMES);
+        let h = self.feature_projection.forward(features);
+        self.encoder.forward_selected(h, None, wanted)
+    }
+
     /// `[batch, frames]` mask, true at frames beyond each row's valid conv output length.
     fn frame_pad_mask(
         &self,
