@@ -107,14 +107,6 @@ impl Mert {
 
     /// Conv output length for `samples` input samples, read off the model's own convs.
     pub fn frames_for(&self, samples: usize) -> usize {
-        let mut len = samples;
-        for layer in &self.feature_extractor.conv_layers {
-            let (k, s) = (layer.conv.kernel_size, layer.conv.stride);
-            if len < k {
-                return 0;
-            }
-            len = (len - k) / s + 1;
-        }
-        len
+        self.feature_extractor.frames_for(samples)
     }
 }
