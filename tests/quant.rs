@@ -176,12 +176,17 @@ fn quantized_files_load_from_disk_with_the_stated_layout() {
                 assert!(!meta.contains_key(kit::META_QUANT_BLOCK));
             }
             s => {
-                assert_eq!(meta[kit::META_QUANT_BLOCK], "32");
                 assert!(st.tensor(key).is_err());
                 let q = st.tensor(&format!("{key}.q")).unwrap();
                 let scale = st.tensor(&format!("{key}.scale")).unwrap();
-                // [128, 64]: 2 blocks of 32 per output channel.
-                assert_eq!(scale.shape(), &[128, 2]);
+                // [128, 64]: q8 one scale per output channel, q4 2 blocks of 32.
+                if s == Scheme::Q8 {
+                    assert_eq!(meta[kit::META_QUANT_BLOCK], "channel");
+                    assert_eq!(scale.shape(), &[128, 1]);
+                } else {
+                    assert_eq!(meta[kit::META_QUANT_BLOCK], "32");
+                    assert_eq!(scale.shape(), &[128, 2]);
+                }
                 assert_eq!(scale.dtype(), Dtype::F32);
                 if s == Scheme::Q8 {
                     assert_eq!((q.dtype(), q.shape()), (Dtype::I8, &[128usize, 64][..]));
@@ -198,7 +203,18 @@ fn quantized_files_load_from_disk_with_the_stated_layout() {
         std::fs::write(&file, &bytes).unwrap();
         let back = load_path(&file).unwrap();
         assert_eq!(back.config, ck.config);
-        back.build(&Device::flex()).unwrap();
+        let model = back.build(&Device::flex()).unwrap();
+        // Where the 8-bit kernel is fast, the codes stay resident: every Linear, and with a
+        // channel scale (q8) the quantized convs.
+        if mert_core::quant::gemm::fast() && layout.scheme != Scheme::F16 {
+            let layer = &model.encoder.layers[1];
+            assert!(layer.attention.q_proj.int8.is_some());
+            assert!(layer.feed_forward.output_dense.int8.is_some());
+            assert_eq!(layer.attention.q_proj.weight.dims()[0], 0);
+            let convs = &model.feature_extractor.conv_layers;
+            assert!(convs[0].int8.is_none(), "the first conv stays f32");
+            assert_eq!(convs[1].int8.is_some(), layout.scheme == Scheme::Q8);
+        }
         // A quantized file quantizes again (dequantized at load), e.g. q8 -> q4.
         let again = kit::to_bytes_quantized(&back, Layout::new(Scheme::Q4)).unwrap();
         kit::from_bytes(&again, "again.safetensors").unwrap();
@@ -240,12 +256,13 @@ fn bigger_random_model_meets_the_bars_and_shrinks() {
             fmt(&cos)
         );
         assert_bars("4x256", layout, &cos);
-        // Nearly every value is in a quantized weight: f16 1/2, q8 (1 + 4/32) / 4 of f32;
-        // q4 (0.5 + 4/32) / 4 for the transformer, the q8 ratio for the front end (a quarter
-        // of this model's values, under 5% of the 95M model's).
+        // Nearly every value is in a quantized weight: f16 1/2, q8 about 1/4 of f32 (a scale
+        // per output channel); q4 (0.5 + 4/32) / 4 for the transformer, 8-bit codes with
+        // blocks of 32 for the front end (a quarter of this model's values, under 5% of the
+        // 95M model's).
         let (lo, hi) = match layout.scheme {
             Scheme::F16 => (0.49, 0.51),
-            Scheme::Q8 => (0.27, 0.30),
+            Scheme::Q8 => (0.24, 0.27),
             _ => (0.18, 0.20),
         };
         assert!(
@@ -347,9 +364,14 @@ fn assert_names(e: &str, needles: &[&str]) {
 #[test]
 fn corrupt_quantized_files_name_the_key() {
     let ck = load_path(&fixture("mert_tiny")).unwrap();
-    let q8 = kit::to_bytes_quantized(&ck, Layout::new(Scheme::Q8)).unwrap();
+    let q8 = kit::to_bytes_quantized(&ck, Layout::new(Scheme::Q8).with_block(32)).unwrap();
     let q4 = kit::to_bytes_quantized(&ck, Layout::new(Scheme::Q4)).unwrap();
     let k = "encoder.layers.0.attention.k_proj.weight";
+    // A channel-scaled file whose scales are cut in blocks.
+    let q8c = kit::to_bytes_quantized(&ck, Layout::new(Scheme::Q8)).unwrap();
+    let ks = format!("{k}.scale");
+    let e = load_err(&rewrite(&q8c, with(&ks, |e| e.2 = vec![32, 2]), no_meta));
+    assert_names(&e, &[&ks, "[64, 1]", "[32, 2]"]);
     let (kq, ks) = (format!("{k}.q"), format!("{k}.scale"));
 
     // Missing scales; missing codes.

@@ -144,11 +144,13 @@ fn layout_of(metadata: &HashMap<String, String>, path: &Path) -> Result<Layout> 
             format!("metadata `{META_QUANT_BLOCK}` is missing (needed by `{META_QUANT}` {name})"),
         )
     })?;
-    match text.parse::<usize>() {
-        Ok(block) if block > 0 => Ok(Layout::new(scheme).with_block(block)),
-        _ => Err(MertError::format(
+    match Layout::parse_block(text) {
+        Some(block) => Ok(Layout::new(scheme).with_block(block)),
+        None => Err(MertError::format(
             path,
-            format!("metadata `{META_QUANT_BLOCK}` is `{text}`; expected a positive integer"),
+            format!(
+                "metadata `{META_QUANT_BLOCK}` is `{text}`; expected a positive integer or `channel`"
+            ),
         )),
     }
 }
@@ -298,7 +300,7 @@ pub fn to_bytes_quantized(checkpoint: &Checkpoint, layout: Layout) -> Result<Vec
         (META_SOURCE.to_string(), checkpoint.source.clone()),
     ]);
     if layout.scheme.is_blocked() {
-        metadata.insert(META_QUANT_BLOCK.to_string(), layout.block.to_string());
+        metadata.insert(META_QUANT_BLOCK.to_string(), layout.block_name());
     }
     if let Some(head) = &checkpoint.head {
         let text = serde_json::to_string(&head.config)

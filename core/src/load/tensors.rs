@@ -27,6 +27,9 @@ pub struct TensorMap {
     /// File or folder the tensors came from, for error messages.
     pub source: String,
     pub tensors: BTreeMap<String, HostTensor>,
+    /// The 8-bit codes of quantized tensors as stored (each also in `tensors`, dequantized),
+    /// for layers that compute on them (`quant::gemm`).
+    pub codes: BTreeMap<String, crate::quant::Codes>,
 }
 
 impl TensorMap {
@@ -34,6 +37,7 @@ impl TensorMap {
         Self {
             source: source.into(),
             tensors: BTreeMap::new(),
+            codes: BTreeMap::new(),
         }
     }
 

@@ -4,15 +4,20 @@
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use std::collections::{BTreeMap, HashSet};
+
 use super::Checkpoint;
 use super::keys::reference_key;
 use super::tensors::{HostTensor, TensorMap};
 use crate::error::{MertError, Result};
 use crate::model::{Mert, MertConfig};
+use crate::quant::gemm::PackedQ8;
 
 /// Moves tensors out of the map into parameters (no copy of the data on the host).
 struct Loader {
     tensors: TensorMap,
+    /// Keys whose parameter is left as it is (a weight kept as 8-bit codes instead).
+    leave: HashSet<String>,
     device: Device,
     path: Vec<String>,
     loaded: usize,
@@ -34,6 +39,9 @@ impl ModuleMapper for Loader {
         }
         let key = reference_key(&self.path.join("."));
         let source = &self.tensors.source;
+        if self.leave.contains(&key) {
+            return param;
+        }
         let Some(host) = self.tensors.tensors.get(&key) else {
             self.error = Some(MertError::tensor(source, &key, "missing"));
             return param;
@@ -83,18 +91,97 @@ impl Checkpoint {
     }
 }
 
-fn build_model(config: &MertConfig, tensors: TensorMap, device: &Device) -> Result<Mert> {
-    load_module(Mert::init(config, device), tensors, device)
+fn build_model(config: &MertConfig, mut tensors: TensorMap, device: &Device) -> Result<Mert> {
+    let mut model = Mert::init(config, device);
+    // Weights stored as 8-bit codes stay so on the CPU, where the 8-bit kernel is faster
+    // than f32: packed here, their f32 copy dropped before it becomes a parameter.
+    let mut packed = BTreeMap::new();
+    if int8_enabled(device) {
+        for (key, _) in model.dense_layers_mut() {
+            let key = format!("{key}.weight");
+            let Some(c) = tensors.codes.get(&key) else {
+                continue;
+            };
+            if let Some(p) = PackedQ8::new(&c.q, &c.scales, c.rows, c.row_len, c.block) {
+                tensors.remove(&key);
+                packed.insert(key, p);
+            }
+        }
+    }
+    let mut packed_convs = BTreeMap::new();
+    if int8_enabled(device) {
+        for (i, layer) in model.feature_extractor.conv_layers.iter().enumerate() {
+            let key = format!("feature_extractor.conv_layers.{i}.conv.weight");
+            let taps = layer.conv.kernel_size;
+            let Some(c) = tensors.codes.get(&key).filter(|c| c.row_len % taps == 0) else {
+                continue;
+            };
+            // the kernel's input j·C_in + ch (tap-major, as conv_frames lays out its
+            // columns) is stored at ch·taps + j; one scale per output channel only
+            let c_in = c.row_len / taps;
+            let order = |i: usize| (i % c_in) * taps + i / c_in;
+            if let Some(p) =
+                PackedQ8::with_order(&c.q, &c.scales, c.rows, c.row_len, c.block, order)
+            {
+                tensors.remove(&key);
+                packed_convs.insert(i, (key, p));
+            }
+        }
+    }
+    tensors.codes.clear();
+    let leave = packed
+        .keys()
+        .chain(packed_convs.values().map(|(k, _)| k))
+        .cloned()
+        .collect();
+    let mut model = load_module_leaving(model, tensors, device, leave)?;
+    for (key, layer) in model.dense_layers_mut() {
+        if let Some(p) = packed.remove(&format!("{key}.weight")) {
+            layer.set_int8(p, device);
+        }
+    }
+    for (i, (_, p)) in packed_convs {
+        model.feature_extractor.conv_layers[i].set_int8(p, device);
+    }
+    Ok(model)
+}
+
+/// Whether a model built on `device` keeps quantized Linear weights as 8-bit codes: burn's CPU
+/// backend on a CPU with the fast kernel ([`crate::quant::gemm::fast`]), unless `MERT_INT8=0`
+/// (to compare with the dequantized path).
+pub fn int8_enabled(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        *device == Device::flex()
+            && crate::quant::gemm::fast()
+            && std::env::var("MERT_INT8").map_or(true, |v| v != "0")
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
 }
 
 /// Put every tensor of `tensors` into `module`'s parameters (by reference key, Linear weights
 /// from `[out, in]`), on `device`. Every parameter must be found with its shape, and every
 /// tensor used; the error names the key.
 pub fn load_module<M: Module>(module: M, tensors: TensorMap, device: &Device) -> Result<M> {
+    load_module_leaving(module, tensors, device, HashSet::new())
+}
+
+/// [`load_module`], leaving the parameters under `leave` as they are.
+fn load_module_leaving<M: Module>(
+    module: M,
+    tensors: TensorMap,
+    device: &Device,
+    leave: HashSet<String>,
+) -> Result<M> {
     let total = tensors.tensors.len();
     let source = tensors.source.clone();
     let mut loader = Loader {
         tensors,
+        leave,
         device: device.clone(),
         path: Vec::new(),
         loaded: 0,

@@ -74,7 +74,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 }
 
 /// An f32 tensor on burn's CPU backend without autodiff.
-fn on_cpu_inference<const D: usize>(x: &Tensor<D>) -> bool {
+pub(crate) fn on_cpu_inference<const D: usize>(x: &Tensor<D>) -> bool {
     #[cfg(feature = "flex")]
     {
         x.dtype() == DType::F32 && x.device() == burn::tensor::Device::flex()

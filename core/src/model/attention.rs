@@ -7,28 +7,28 @@
 //! the fused op (online softmax) already subtracts each row's maximum, so no option is needed.
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::config::MertConfig;
+use super::dense::Dense;
 use super::regularize::{Regularize, dropout};
 
 #[derive(Module, Debug)]
 pub struct Attention {
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
-    pub out_proj: Linear,
+    pub q_proj: Dense,
+    pub k_proj: Dense,
+    pub v_proj: Dense,
+    pub out_proj: Dense,
     pub num_heads: usize,
 }
 
 impl Attention {
     pub fn init(config: &MertConfig, device: &Device) -> Self {
         let d = config.hidden_size;
-        let linear = || LinearConfig::new(d, d).init(device);
+        let linear = || Dense::new(d, d, device);
         Self {
             q_proj: linear(),
             k_proj: linear(),

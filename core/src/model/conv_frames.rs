@@ -12,13 +12,16 @@
 use burn::nn::conv::Conv1d;
 use burn::tensor::Tensor;
 
+use super::dense::forward_int8;
+use crate::quant::gemm::PackedQ8;
+
 /// `x` `[B, L, C_in]` → `[B, L_out, C_out]`, equal to `conv.forward` on `[B, C_in, L]`
-/// transposed. Only unpadded, undilated, ungrouped convs (MERT's feature encoder).
-pub fn conv_frames(conv: &Conv1d, x: Tensor<3>) -> Tensor<3> {
+/// transposed. Only unpadded, undilated, ungrouped convs (MERT's feature encoder). With
+/// `int8`, the weight's packed codes (inputs `j·C_in + c`) replace `conv.weight`.
+pub fn conv_frames(conv: &Conv1d, int8: Option<&PackedQ8>, x: Tensor<3>) -> Tensor<3> {
     let [batch, len, channels] = x.dims();
     let (k, s) = (conv.kernel_size, conv.stride);
-    let weight = conv.weight.val();
-    let [c_out, c_in, _] = weight.dims();
+    let [c_out, c_in, _] = conv.weight.dims();
     debug_assert_eq!(c_in, channels);
     let out_len = if len < k { 0 } else { (len - k) / s + 1 };
     if out_len == 0 {
@@ -50,12 +53,18 @@ pub fn conv_frames(conv: &Conv1d, x: Tensor<3>) -> Tensor<3> {
     } else {
         Tensor::cat(pieces, 2)
     };
+    let cols = cols.reshape([batch * out_len, k * channels]);
+    if let Some(w) = int8 {
+        let y = forward_int8(w, conv.bias.as_ref().map(|b| b.val()), cols);
+        return y.reshape([batch, out_len, c_out]);
+    }
     // [C_out, C_in, k] -> [k, C_in, C_out] -> [k·C_in, C_out]: row j·C_in + c is tap j, channel c
-    let w = weight.permute([2, 1, 0]).reshape([k * c_in, c_out]);
-    let y = cols
-        .reshape([batch * out_len, k * channels])
-        .matmul(w)
-        .reshape([batch, out_len, c_out]);
+    let w = conv
+        .weight
+        .val()
+        .permute([2, 1, 0])
+        .reshape([k * c_in, c_out]);
+    let y = cols.matmul(w).reshape([batch, out_len, c_out]);
     match &conv.bias {
         Some(bias) => y + bias.val().reshape([1, 1, c_out]),
         None => y,

@@ -3,14 +3,18 @@
 //! (models/hubert/modeling_hubert.py); field names follow the checkpoint keys
 //! `feature_extractor.conv_layers.{i}.conv` and `feature_projection.{layer_norm,projection}`.
 
-use burn::module::Module;
+use std::sync::Arc;
+
+use burn::module::{Module, Param};
 use burn::nn::conv::{Conv1d, Conv1dConfig};
-use burn::nn::{GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::activation::gelu;
 use super::config::{FeatExtractNorm, MertConfig};
 use super::conv_frames::conv_frames;
+use super::dense::Dense;
+use crate::quant::gemm::PackedQ8;
 
 /// One conv block: conv, optional norm, GELU.
 ///
@@ -23,12 +27,27 @@ pub struct ConvLayer {
     pub group_norm: Option<GroupNorm>,
     /// `feat_extract_norm = "layer"`: LayerNorm over channels after every conv.
     pub layer_norm: Option<LayerNorm>,
+    /// The conv weight as packed 8-bit codes (inputs tap-major, as [`conv_frames`] lays
+    /// them out), set by the loader; the f32 weight is then an empty `[out, in, 0]`.
+    #[module(skip)]
+    pub int8: Option<Arc<PackedQ8>>,
 }
 
 impl ConvLayer {
+    /// Replace the conv's f32 weight by `packed` (its codes with inputs tap-major).
+    pub fn set_int8(&mut self, packed: PackedQ8, device: &Device) {
+        let [out, c_in, _] = self.conv.weight.dims();
+        let id = self.conv.weight.id;
+        self.conv.weight = Param::initialized(id, Tensor::zeros([out, c_in, 0], device));
+        self.int8 = Some(Arc::new(packed));
+    }
+
     /// `[batch, in_channels, samples]` -> `[batch, out_channels, frames]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let mut x = self.conv.forward(x);
+        let mut x = match &self.int8 {
+            Some(w) => conv_frames(&self.conv, Some(w), x.swap_dims(1, 2)).swap_dims(1, 2),
+            None => self.conv.forward(x),
+        };
         if let Some(norm) = &self.group_norm {
             x = norm.forward(x);
         }
@@ -84,6 +103,7 @@ impl FeatureEncoder {
                 conv,
                 group_norm,
                 layer_norm,
+                int8: None,
             });
             channels_in = out;
         }
@@ -160,7 +180,7 @@ impl FeatureEncoder {
             };
             let mut x = piece.unsqueeze_dim(2);
             for layer in &self.conv_layers {
-                x = conv_frames(&layer.conv, x);
+                x = conv_frames(&layer.conv, layer.int8.as_deref(), x);
                 if let Some(norm) = &layer.group_norm {
                     x = match &affine {
                         Some((scale, shift)) => x * scale.clone() + shift.clone(),
@@ -204,7 +224,11 @@ impl FeatureEncoder {
         while f0 < total {
             let f1 = (f0 + step).min(total);
             let piece = audio.clone().narrow(1, f0 * s, (f1 - 1) * s + k - f0 * s);
-            let y = conv_frames(conv, piece.unsqueeze_dim(2));
+            let y = conv_frames(
+                conv,
+                self.conv_layers[0].int8.as_deref(),
+                piece.unsqueeze_dim(2),
+            );
             let host = |t: Tensor<3>| t.try_into_vec_as::<f32>().unwrap_or_default();
             let part_sum = host(y.clone().sum_dim(1));
             let part_sq = host(y.powi_scalar(2).sum_dim(1));
@@ -271,7 +295,7 @@ fn group_norm_frames(norm: &GroupNorm, x: Tensor<3>) -> Tensor<3> {
 #[derive(Module, Debug)]
 pub struct FeatureProjection {
     pub layer_norm: Option<LayerNorm>,
-    pub projection: Linear,
+    pub projection: Dense,
 }
 
 impl FeatureProjection {
@@ -283,7 +307,7 @@ impl FeatureProjection {
                     .with_epsilon(config.layer_norm_eps)
                     .init(device)
             }),
-            projection: LinearConfig::new(channels, config.hidden_size).init(device),
+            projection: Dense::new(channels, config.hidden_size, device),
         }
     }
 

@@ -3,19 +3,20 @@
 //! MERT-v1-330M). Dropout only when training (`forward_with` and a [`Regularize`]).
 
 use burn::module::Module;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::activation::gelu;
 use super::attention::Attention;
 use super::config::MertConfig;
+use super::dense::Dense;
 use super::regularize::{Regularize, maybe_dropout};
 
 /// `output_dense(gelu(intermediate_dense(x)))`
 #[derive(Module, Debug)]
 pub struct FeedForward {
-    pub intermediate_dense: Linear,
-    pub output_dense: Linear,
+    pub intermediate_dense: Dense,
+    pub output_dense: Dense,
 }
 
 impl FeedForward {
@@ -53,8 +54,8 @@ impl EncoderLayer {
             attention: Attention::init(config, device),
             layer_norm: ln(),
             feed_forward: FeedForward {
-                intermediate_dense: LinearConfig::new(d, config.intermediate_size).init(device),
-                output_dense: LinearConfig::new(config.intermediate_size, d).init(device),
+                intermediate_dense: Dense::new(d, config.intermediate_size, device),
+                output_dense: Dense::new(config.intermediate_size, d, device),
             },
             final_layer_norm: ln(),
             pre_ln: config.do_stable_layer_norm,

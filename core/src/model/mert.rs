@@ -5,6 +5,7 @@ use burn::module::Module;
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use super::config::MertConfig;
+use super::dense::Dense;
 use super::encoder::Encoder;
 use super::feature_encoder::{FeatureEncoder, FeatureProjection};
 
@@ -46,6 +47,27 @@ impl Mert {
             encoder: Encoder::init(config, device),
             sample_rate: config.sample_rate,
         }
+    }
+
+    /// Every Linear layer with its reference key (`encoder.layers.0.attention.q_proj`, ...).
+    pub fn dense_layers_mut(&mut self) -> Vec<(String, &mut Dense)> {
+        let mut out = vec![(
+            "feature_projection.projection".to_string(),
+            &mut self.feature_projection.projection,
+        )];
+        for (i, layer) in self.encoder.layers.iter_mut().enumerate() {
+            let a = &mut layer.attention;
+            let f = &mut layer.feed_forward;
+            let at = |name: &str| format!("encoder.layers.{i}.attention.{name}");
+            let ff = |name: &str| format!("encoder.layers.{i}.feed_forward.{name}");
+            out.push((at("q_proj"), &mut a.q_proj));
+            out.push((at("k_proj"), &mut a.k_proj));
+            out.push((at("v_proj"), &mut a.v_proj));
+            out.push((at("out_proj"), &mut a.out_proj));
+            out.push((ff("intermediate_dense"), &mut f.intermediate_dense));
+            out.push((ff("output_dense"), &mut f.output_dense));
+        }
+        out
     }
 
     /// `audio`: `[batch, samples]` at the model's rate, already normalised if the caller wants

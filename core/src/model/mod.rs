@@ -5,6 +5,7 @@ pub mod activation;
 pub mod attention;
 pub mod config;
 pub mod conv_frames;
+pub mod dense;
 pub mod encoder;
 pub mod feature_encoder;
 pub mod layer;

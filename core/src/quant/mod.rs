@@ -1,11 +1,16 @@
-//! Quantized weights for the kit's model file. Compute stays f32: a quantized file is
-//! dequantized once, at load, so every loader path (CLI, web, C ABI) reads it unchanged.
+//! Quantized weights for the kit's model file. Every loader path (CLI, web, C ABI) reads a
+//! quantized file into f32 tensors ([`decode`]) and keeps the 8-bit codes alongside
+//! ([`Codes`]); building the model on burn's CPU backend on a CPU with the 8-bit kernel
+//! ([`gemm::fast`]) packs the Linear and conv codes into the layers and drops their f32 copy,
+//! so those weights stay 8-bit in memory and their products run on them ([`gemm`]).
+//! Elsewhere (wgpu, WebAssembly, CPUs without AVX-512 VNNI) the f32 tensors are used.
 //!
 //! Schemes (`mert.quant` metadata):
 //! - `f32`: every tensor F32.
 //! - `f16`: the selected weights stored as F16 under their own key.
 //! - `q8`: the selected weights as `KEY.q` (I8, the weight's shape) plus `KEY.scale`
-//!   (F32 `[out, ceil(row / block)]`), `mert.quant.block` stating the block.
+//!   (F32 `[out, ceil(row / block)]`), `mert.quant.block` stating the block (`channel`, the
+//!   default: one scale per output channel, see [`PER_CHANNEL`]).
 //! - `q4`: like q8 with `KEY.q` U8 `[out, ceil(row / 2)]`, two 4-bit codes per byte, for
 //!   the transformer (its layers and the positional conv); the convolutional front end
 //!   (`feature_extractor.*`, `feature_projection.*`) keeps 8-bit codes (`KEY.q` I8, as in q8):
@@ -13,7 +18,7 @@
 //!   all transformer layers together (about 4.5% of the 95M model's values).
 //!
 //! See [`blocks`] for the code layout. Blocks run along the input dimension (a row is one
-//! output channel: a Linear's `in`, a conv's `in / groups * kernel`); the default block is 32
+//! output channel: a Linear's `in`, a conv's `in / groups * kernel`); q4's default block is 32
 //! values. A block at least the row length gives one scale per output channel.
 //!
 //! Which tensors ([`quantizes`]): every `*.weight` of rank >= 2 with at least
@@ -30,17 +35,24 @@
 
 pub mod blocks;
 mod check;
+pub mod gemm;
 mod store;
 
 pub use check::{cosine, hidden_state_cosines, test_signal};
-pub use store::{Stored, decode, encode};
+pub use store::{Codes, Stored, decode, encode};
 
 /// Suffix of a quantized tensor's codes.
 pub const Q_SUFFIX: &str = ".q";
 /// Suffix of a quantized tensor's scales.
 pub const SCALE_SUFFIX: &str = ".scale";
-/// Values per block (q8, q4) unless stated otherwise.
+/// Values per block of q4 unless stated otherwise.
 pub const DEFAULT_BLOCK: usize = 32;
+/// A block longer than any row: one scale per output channel, q8's default (written
+/// `channel` in `mert.quant.block`). With activations quantized per row by the 8-bit kernel,
+/// q8 blocks of 32 gain no accuracy over one scale per channel (95M shape: min hidden-state
+/// cosine 0.99988 either way, README), and only a channel scale lets the conv layers, whose
+/// inputs the kernel takes tap-major, run on their codes.
+pub const PER_CHANNEL: usize = 1 << 30;
 /// Weights with fewer values stay f32.
 pub const MIN_ELEMENTS: usize = 1024;
 /// Weights with fewer values per output channel stay f32.
@@ -99,11 +111,35 @@ impl Layout {
         block: DEFAULT_BLOCK,
     };
 
-    /// `scheme` with the default block.
+    /// `scheme` with its default block: one scale per output channel for q8, blocks of
+    /// [`DEFAULT_BLOCK`] for q4 (4 bits leave too few levels for a channel scale).
     pub fn new(scheme: Scheme) -> Self {
-        Self {
-            scheme,
-            block: DEFAULT_BLOCK,
+        let block = if scheme == Scheme::Q8 {
+            PER_CHANNEL
+        } else {
+            DEFAULT_BLOCK
+        };
+        Self { scheme, block }
+    }
+
+    /// The block as `mert.quant.block` states it: a number, or `channel`.
+    pub fn block_name(&self) -> String {
+        if self.block >= PER_CHANNEL {
+            "channel".to_string()
+        } else {
+            self.block.to_string()
+        }
+    }
+
+    /// Parse a `mert.quant.block` value: a positive number or `channel`.
+    pub fn parse_block(text: &str) -> Option<usize> {
+        match text {
+            "channel" => Some(PER_CHANNEL),
+            _ => text
+                .parse::<usize>()
+                .ok()
+                .filter(|&b| b > 0)
+                .map(|b| b.min(PER_CHANNEL)),
         }
     }
 

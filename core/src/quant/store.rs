@@ -9,6 +9,7 @@ use safetensors::tensor::TensorView;
 
 use super::blocks::{
     blocks_per_row, dequantize_q4, dequantize_q8, packed_row_len, quantize_q4, quantize_q8,
+    unpack_nibbles,
 };
 use super::{Layout, Q_SUFFIX, SCALE_SUFFIX, Scheme, codes_for, quantizes};
 use crate::error::{MertError, Result};
@@ -34,6 +35,17 @@ impl Stored {
             bytes: t.data.iter().flat_map(|x| x.to_le_bytes()).collect(),
         }
     }
+}
+
+/// A quantized weight's codes, widened to one `i8` each (q4's nibbles unpacked), with its
+/// scales: row-major `[rows, row_len]`, `scales` `[rows, ceil(row_len / block)]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Codes {
+    pub rows: usize,
+    pub row_len: usize,
+    pub block: usize,
+    pub q: Vec<i8>,
+    pub scales: Vec<f32>,
 }
 
 /// `[rows, values per row]` of a weight: rows are output channels (dim 0); `None` when the
@@ -209,8 +221,9 @@ pub fn decode<'a>(
                 format!("missing (the codes `{q_key}` are present)"),
             ));
         };
-        let data = dequantize(&base, shape, &q, &s, layout, source)?;
-        out.insert(base, HostTensor::new(shape.clone(), data));
+        let (data, codes) = dequantize(&base, shape, &q, &s, layout, source)?;
+        out.insert(base.clone(), HostTensor::new(shape.clone(), data));
+        out.codes.insert(base, codes);
     }
     Ok(out)
 }
@@ -223,7 +236,7 @@ fn dequantize(
     s: &TensorView,
     layout: Layout,
     source: &str,
-) -> Result<Vec<f32>> {
+) -> Result<(Vec<f32>, Codes)> {
     let (q_key, s_key) = (format!("{base}{Q_SUFFIX}"), format!("{base}{SCALE_SUFFIX}"));
     let Some((rows, row_len)) = rows_of(shape) else {
         return Err(MertError::tensor(
@@ -287,11 +300,28 @@ fn dequantize(
             format!("holds {v}; scales must be finite"),
         ));
     }
-    Ok(match bits {
-        Scheme::Q4 => dequantize_q4(q.data(), &scales, rows, row_len, layout.block),
+    let (data, q) = match bits {
+        Scheme::Q4 => {
+            let bytes = packed_row_len(row_len);
+            let codes = q
+                .data()
+                .chunks(bytes.max(1))
+                .flat_map(|row| unpack_nibbles(row, row_len))
+                .collect();
+            let data = dequantize_q4(q.data(), &scales, rows, row_len, layout.block);
+            (data, codes)
+        }
         _ => {
             let codes: Vec<i8> = q.data().iter().map(|&b| b as i8).collect();
-            dequantize_q8(&codes, &scales, row_len, layout.block)
+            (dequantize_q8(&codes, &scales, row_len, layout.block), codes)
         }
-    })
+    };
+    let codes = Codes {
+        rows,
+        row_len,
+        block: layout.block,
+        q,
+        scales,
+    };
+    Ok((data, codes))
 }

@@ -27,10 +27,10 @@ pub struct QuantizeArgs {
     /// Output kit model file (.safetensors).
     #[arg(long)]
     pub out: PathBuf,
-    /// Values per scale (q8, q4), along each output channel's inputs; a block at least a
-    /// row's length gives one scale per output channel.
-    #[arg(long, default_value_t = quant::DEFAULT_BLOCK)]
-    pub block: usize,
+    /// Values per scale (q8, q4) along each output channel's inputs, or `channel` for one
+    /// scale per output channel. Default: `channel` for q8, 32 for q4.
+    #[arg(long)]
+    pub block: Option<String>,
     /// Skip comparing the hidden states with the f32 model.
     #[arg(long)]
     pub no_check: bool,
@@ -64,10 +64,13 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     }
     // Fail before the work, not after it (write_atomic checks again).
     output_folder(&args.out)?;
-    if args.block == 0 {
-        bail!("--block must be at least 1");
+    let mut layout = Layout::new(args.scheme);
+    if let Some(text) = &args.block {
+        let Some(block) = Layout::parse_block(text) else {
+            bail!("--block `{text}`: expected a positive integer or `channel`");
+        };
+        layout = layout.with_block(block);
     }
-    let layout = Layout::new(args.scheme).with_block(args.block);
     let checkpoint = mert_core::load_path(&args.model)?;
     let input = input_size(&args.model, &checkpoint.source);
     let bytes = kit::to_bytes_quantized(&checkpoint, layout)?;
@@ -111,7 +114,10 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         "model": args.model.display().to_string(),
         "out": out_name,
         "scheme": args.scheme.name(),
-        "block": args.scheme.is_blocked().then_some(args.block),
+        "block": args.scheme.is_blocked().then(|| match layout.block {
+            quant::PER_CHANNEL.. => serde_json::json!("channel"),
+            n => serde_json::json!(n),
+        }),
         "input_mb": mb(input),
         "output_mb": mb(output),
         "ratio": (input > 0).then(|| output as f64 / input as f64),
