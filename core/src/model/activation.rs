@@ -42,12 +42,28 @@ pub fn erf_approx(z: f32) -> f32 {
     }
 }
 
-/// `0.5·x·(1 + erf(x/√2))` in place.
+#[inline(always)]
+fn gelu_generic(chunk: &mut [f32]) {
+    for x in chunk {
+        *x = 0.5 * *x * (1.0 + erf_approx(*x * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gelu_avx512(chunk: &mut [f32]) {
+    gelu_generic(chunk);
+}
+
+/// `0.5·x·(1 + erf(x/√2))` in place; 16 lanes where the CPU has AVX-512.
 pub fn gelu_slice(values: &mut [f32]) {
     let map = |chunk: &mut [f32]| {
-        for x in chunk {
-            *x = 0.5 * *x * (1.0 + erf_approx(*x * std::f32::consts::FRAC_1_SQRT_2));
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { gelu_avx512(chunk) };
         }
+        gelu_generic(chunk);
     };
     #[cfg(all(feature = "flex", not(target_family = "wasm")))]
     {

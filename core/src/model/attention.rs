@@ -1,6 +1,8 @@
 //! Multi-head self-attention, as `HubertAttention` (eager): biased q/k/v/out projections,
-//! `softmax(q k^T / sqrt(d) + mask) v`. Uses burn's fused attention op, which scales the scores
-//! by `1/sqrt(head_dim)` (the reference scales `q` first: equal up to rounding).
+//! `softmax(q k^T / sqrt(d) + mask) v`. On burn's CPU backend, for inference without padding,
+//! the kit's query-blocked kernel runs ([`super::attention_cpu`]); elsewhere burn's fused
+//! attention op, which scales the scores by `1/sqrt(head_dim)` (the reference scales `q`
+//! first: equal up to rounding).
 //!
 //! MERT-v1-330M's `attention_relax` (scores divided by a constant, their row maximum subtracted,
 //! multiplied back) keeps fp16 scores from overflowing; it leaves the softmax unchanged, and
@@ -55,11 +57,22 @@ impl Attention {
         let [batch, frames, hidden] = x.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
+        let (q, k, v) = (
+            self.q_proj.forward(x.clone()),
+            self.k_proj.forward(x.clone()),
+            self.v_proj.forward(x),
+        );
+        #[cfg(all(feature = "flex", not(target_family = "wasm")))]
+        if key_mask.is_none()
+            && reg.is_none_or(|r| r.attention <= 0.0)
+            && super::activation::on_cpu_inference(&q)
+        {
+            let out = super::attention_cpu::attention(q, k, v, heads);
+            return self.out_proj.forward(out);
+        }
         // [batch, frames, hidden] -> [batch, heads, frames, head_dim]
         let split = |t: Tensor<3>| t.reshape([batch, frames, heads, head_dim]).swap_dims(1, 2);
-        let q = split(self.q_proj.forward(x.clone()));
-        let k = split(self.k_proj.forward(x.clone()));
-        let v = split(self.v_proj.forward(x));
+        let (q, k, v) = (split(q), split(k), split(v));
         // [batch, 1, 1, frames] broadcast over heads and queries -> [batch, heads, frames, frames]
         let mask = key_mask.map(|m| {
             m.clone()

@@ -3,6 +3,8 @@
 
 pub mod activation;
 pub mod attention;
+#[cfg(all(feature = "flex", not(target_family = "wasm")))]
+pub mod attention_cpu;
 pub mod config;
 pub mod conv_frames;
 pub mod dense;
