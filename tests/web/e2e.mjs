@@ -5,10 +5,14 @@
 // without ?backend the page picks WebGPU exactly when the browser has it, the model comes from
 // the Cache API on a second visit, a corrupt file is a one-line error, and a user's own model
 // file (MERT_WEB_OWN_MODEL, its native tags in MERT_WEB_OWN_NATIVE) tags like natively, and
-// Cancel stops a run, and WebM/Opus (which symphonia lacks) is decoded by the browser.
+// Cancel stops a run, and WebM/Opus (which symphonia lacks) is decoded by the browser; several
+// files are tagged in turn, each with its results; the waveform seeks the player (click and
+// keyboard); and with MERT_WEB_DIST, the page served from a server of its own tags again after
+// that server is shut and the browser is offline (the service worker).
 // Usage: node e2e.mjs URL AUDIO NATIVE_JSON OUT_DIR BACKEND... (run by scripts/web-test).
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -20,7 +24,7 @@ const TOLERANCE = 0.02;
 const TOP = 5;
 const nativeTags = (file) => JSON.parse(fs.readFileSync(file, 'utf8')).tags;
 const native = nativeTags(nativeJson);
-const origin = new URL(url).origin;
+const origins = new Set([new URL(url).origin]);
 const flags = ['--no-sandbox', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--disable-quic',
   // The WebM/Opus fixture is recorded in the page from an AudioContext.
@@ -57,6 +61,107 @@ async function errorText(page) {
   return page.$eval('[data-testid=error]', (e) => e.textContent.trim()).catch(() => '(no error element)');
 }
 
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json',
+  '.wasm': 'application/wasm' };
+
+/** A static server of web/dist on a port of its own, so that the test can shut it. */
+function serve(dir) {
+  const server = http.createServer((req, res) => {
+    let file = path.join(dir, decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    if (!file.startsWith(dir)) file = dir;
+    if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'index.html');
+    if (!fs.existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    const stat = fs.statSync(file);
+    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
+      'content-length': stat.size, 'last-modified': stat.mtime.toUTCString() });
+    fs.createReadStream(file).pipe(res);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
+    url: `http://127.0.0.1:${server.address().port}/`,
+    close: () => new Promise((done) => { server.closeAllConnections(); server.close(done); }),
+  })));
+}
+
+const pageTags = (page) => page.$$eval('[data-testid=tags] [data-tag]',
+  (els) => els.map((e) => ({ tag: e.dataset.tag, p: Number(e.dataset.p) })));
+
+/** Two files at once: each is tagged in turn and listed; either one's results can be shown. */
+async function multipleFiles(page, buffer) {
+  await page.setInputFiles('input[type=file]', [
+    { name: 'first.wav', mimeType: 'audio/wav', buffer },
+    { name: 'second.wav', mimeType: 'audio/wav', buffer },
+  ]);
+  const state = await waitState(page, ['done', 'error'], 600_000);
+  if (state !== 'done') fail(`two files: page state ${state}: ${await errorText(page)}`);
+  const rows = await page.$$eval('[data-testid=files] li', (els) => els.map((e) => [e.querySelector('button').textContent, e.dataset.fileState]));
+  const last = JSON.stringify(rows.slice(-2));
+  if (last !== JSON.stringify([['first.wav', 'done'], ['second.wav', 'done']])) fail(`two files: list ${JSON.stringify(rows)}`);
+  if (!(await page.isVisible('[data-testid=files]'))) fail('two files: no file list');
+  let title = await page.$eval('#result-title', (e) => e.textContent);
+  if (!title.includes('second.wav')) fail(`two files: the last result shown is ${title}`);
+  const second = compare(await pageTags(page), 'second file', native);
+  await page.click('[data-testid=files] li:nth-last-child(2) button');
+  title = await page.$eval('#result-title', (e) => e.textContent);
+  if (!title.includes('first.wav')) fail(`two files: picking the first shows ${title}`);
+  const first = compare(await pageTags(page), 'first file', native);
+  return Math.max(first, second);
+}
+
+/** The waveform: a click seeks the player to that time, and so do the arrow keys. */
+async function waveformSeeks(page) {
+  if (!(await page.isVisible('[data-testid=waveform]'))) fail('no waveform');
+  await page.waitForFunction(() => document.getElementById('player').readyState >= 1, null, { timeout: 10_000 })
+    .catch(() => fail('the player cannot load the file'));
+  const box = await page.$eval('[data-testid=waveform]', (e) => ({ width: e.clientWidth, height: e.clientHeight }));
+  const seconds = Number(await page.$eval('[data-testid=waveform]', (e) => e.getAttribute('aria-valuemax')));
+  const label = 80; // the tag-name margin left of the time axis
+  await page.click('[data-testid=waveform]', { position: { x: label + (box.width - label) / 2, y: box.height / 2 } });
+  const at = async () => page.evaluate(() => [document.getElementById('player').currentTime,
+    Number(document.getElementById('waveform').getAttribute('aria-valuenow'))]);
+  let [t, shown] = await at();
+  if (!(Math.abs(t - seconds / 2) < 0.2 && Math.abs(shown - t) < 0.1)) fail(`waveform click: player at ${t} s, slider ${shown}, expected ${seconds / 2}`);
+  await page.focus('[data-testid=waveform]');
+  await page.keyboard.press('ArrowRight');
+  const before = t;
+  [t, shown] = await at();
+  if (!(Math.abs(t - before - 1) < 0.05)) fail(`ArrowRight: player from ${before} to ${t} s`);
+  await page.keyboard.press('Home');
+  [t] = await at();
+  if (t !== 0) fail(`Home: player at ${t} s`);
+  return seconds;
+}
+
+/** Served from a server of its own, the page is cut from it and offline, and tags again. */
+async function offline(context, page, dist) {
+  const server = await serve(dist);
+  origins.add(new URL(server.url).origin);
+  try {
+    await page.goto(`${server.url}?backend=wasm`);
+    let state = await waitState(page, ['ready', 'error'], 120_000);
+    if (state !== 'ready') fail(`offline: first visit: ${state}: ${await errorText(page)}`);
+    // Installed (the page's files kept), activated and in control of the page.
+    await page.waitForFunction(() => navigator.serviceWorker?.controller?.state === 'activated', null,
+      { timeout: 120_000, polling: 100 }).catch(() => fail('offline: the service worker did not take control'));
+  } finally {
+    await server.close();
+  }
+  await context.setOffline(true);
+  try {
+    await page.reload();
+    let state = await waitState(page, ['ready', 'error'], 120_000);
+    if (state !== 'ready') fail(`offline: reload: ${state}: ${await errorText(page)}`);
+    await page.setInputFiles('input[type=file]', audio);
+    state = await waitState(page, ['done', 'error'], 600_000);
+    if (state !== 'done') fail(`offline: tagging: ${state}: ${await errorText(page)}`);
+    return compare(await pageTags(page), 'offline', native);
+  } finally {
+    await context.setOffline(false);
+  }
+}
+
 async function runBackend(backend) {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'mert-web-chromium-'));
   const args = [...flags, ...(backend === 'webgpu' ? ['--enable-unsafe-webgpu'] : [])];
@@ -65,7 +170,7 @@ async function runBackend(backend) {
     viewport: { width: 800, height: 900 },
   });
   const foreign = [];
-  const local = (u) => u.startsWith('data:') || u.startsWith('blob:') || new URL(u).origin === origin;
+  const local = (u) => u.startsWith('data:') || u.startsWith('blob:') || origins.has(new URL(u).origin);
   context.on('request', (r) => { if (!local(r.url())) foreign.push(r.url()); });
   await context.route('**/*', (route) => (local(route.request().url()) ? route.continue() : route.abort()));
   const page = context.pages()[0] ?? await context.newPage();
@@ -156,6 +261,17 @@ async function runBackend(backend) {
       if (opusTags !== native.length) fail(`webm/opus: ${opusTags} tags`);
       console.log(`web-test: wasm: ok: WebM/Opus (${webm.length} bytes) decoded by the browser and tagged`);
 
+      const d = await multipleFiles(page, fs.readFileSync(audio));
+      console.log(`web-test: wasm: ok: two files tagged in turn, each listed with its results (max |dp| vs native ${d.toExponential(2)})`);
+      const seconds = await waveformSeeks(page);
+      console.log(`web-test: wasm: ok: waveform of ${seconds} s: a click and the arrow keys seek the player`);
+      await page.screenshot({ path: path.join(outDir, 'web-wasm-files.png'), fullPage: true });
+      await page.setViewportSize({ width: 375, height: 800 });
+      await page.screenshot({ path: path.join(outDir, 'web-wasm-phone.png'), fullPage: true });
+      const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+      if (wide > 375) fail(`phone width: the page is ${wide} px wide at 375`);
+      await page.setViewportSize({ width: 800, height: 900 });
+
       const own = process.env.MERT_WEB_OWN_MODEL;
       if (own) {
         const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.click('#own-model')]);
@@ -171,6 +287,10 @@ async function runBackend(backend) {
         const d = compare(ownTags, `own model ${path.basename(own)}`, nativeTags(process.env.MERT_WEB_OWN_NATIVE));
         console.log(`web-test: wasm: ok: own model ${path.basename(own)}: max |dp| vs native ${d.toExponential(2)}`);
       }
+    }
+    if (backend === 'wasm' && process.env.MERT_WEB_DIST) {
+      const d = await offline(context, page, path.resolve(process.env.MERT_WEB_DIST));
+      console.log(`web-test: wasm: ok: offline (server shut, browser offline): the page reloads from its service worker and tags (max |dp| vs native ${d.toExponential(2)})`);
     }
     if (foreign.length) fail(`${backend}: requests to other origins: ${foreign.join(', ')}`);
   } catch (e) {

@@ -1,13 +1,14 @@
 //! `mert-web`: the in-browser build of the kit. The page (`web/static/`) runs the model in a
 //! Web Worker that calls this crate compiled to wasm32 (`scripts/build-web`): [`tagger`] is the
 //! backend-free tagging path with asynchronous read-back, tested natively; `wasm` is the thin
-//! wasm-bindgen layer over it (WebGPU or Flex on the CPU).
+//! wasm-bindgen layer over it (WebGPU or Flex on the CPU); [`bench`] times the backbone alone.
 
 // Library and binary code returns errors instead of unwrapping (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 use mert_core::load::kit;
 
+pub mod bench;
 pub mod tagger;
 #[cfg(target_arch = "wasm32")]
 mod wasm;

@@ -29,6 +29,59 @@ pub struct Tags {
     /// The taggram: consecutive segments `(start s, end s, probabilities in head order)`, as
     /// `mert tag --timeline` gives them.
     pub timeline: Vec<(f64, f64, Vec<f32>)>,
+    /// The audio as the model saw it (mono, at the model's rate), for drawing.
+    pub waveform: Waveform,
+}
+
+/// Peaks of the audio in equal buckets: enough to draw it at any screen width, few enough to
+/// send to the page for a long file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Waveform {
+    /// Buckets per second.
+    pub rate: f64,
+    pub min: Vec<f32>,
+    pub max: Vec<f32>,
+}
+
+/// At most this many buckets, and none shorter than 10 ms.
+const WAVEFORM_BUCKETS: usize = 4000;
+
+/// Builds a [`Waveform`] from the chunks of audio as they are decoded.
+struct WaveformSink {
+    bucket: usize,
+    filled: usize,
+    wave: Waveform,
+}
+
+impl WaveformSink {
+    fn new(total: usize, sample_rate: u32) -> Self {
+        let bucket = (sample_rate as usize / 100)
+            .max(total.div_ceil(WAVEFORM_BUCKETS))
+            .max(1);
+        Self {
+            bucket,
+            filled: 0,
+            wave: Waveform {
+                rate: sample_rate as f64 / bucket as f64,
+                ..Waveform::default()
+            },
+        }
+    }
+
+    fn push(&mut self, samples: &[f32]) {
+        for &x in samples {
+            if self.filled == 0 {
+                self.wave.min.push(x);
+                self.wave.max.push(x);
+            } else if let (Some(lo), Some(hi)) =
+                (self.wave.min.last_mut(), self.wave.max.last_mut())
+            {
+                *lo = lo.min(x);
+                *hi = hi.max(x);
+            }
+            self.filled = (self.filled + 1) % self.bucket;
+        }
+    }
 }
 
 /// A kit model with its tagging head, on one device.
@@ -69,6 +122,21 @@ impl Tagger {
     /// The tag names of the head, in its order.
     pub fn tag_names(&self) -> &[String] {
         &self.config.tags
+    }
+
+    /// The backbone (for timing it alone: `crate::bench`).
+    pub fn model(&self) -> &Mert {
+        &self.model
+    }
+
+    /// The head's settings (window length, normalisation).
+    pub fn head_config(&self) -> &HeadConfig {
+        &self.config
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Tag an audio file given as bytes (`name` is its file name, for the format hint and
@@ -153,8 +221,16 @@ impl Tagger {
             s => ((s * frame_rate).round() as usize).max(1),
         };
         let mut sink = SegmentMeans::new(segment_frames);
+        let mut wave = WaveformSink::new(total, self.model.sample_rate);
+        let mut tapped = || {
+            let chunk = source()?;
+            if let Some(c) = &chunk {
+                wave.push(c);
+            }
+            Ok(chunk)
+        };
         while let Some(kept) = run
-            .forward_next(&self.model, source, &self.device)
+            .forward_next(&self.model, &mut tapped, &self.device)
             .map_err(|e| format!("{name}: {}", one_line(e)))?
         {
             let data = read(kept).await?;
@@ -186,6 +262,7 @@ impl Tagger {
             tags,
             seconds,
             timeline,
+            waveform: wave.wave,
         })
     }
 
@@ -206,13 +283,13 @@ impl Tagger {
 }
 
 /// The one way this crate reads device memory: asynchronously.
-async fn read<const D: usize>(t: Tensor<D>) -> Result<TensorData, String> {
+pub(crate) async fn read<const D: usize>(t: Tensor<D>) -> Result<TensorData, String> {
     t.into_data_async()
         .await
         .map_err(|e| format!("cannot read the model output: {e:?}"))
 }
 
-fn one_line(e: MertError) -> String {
+pub(crate) fn one_line(e: MertError) -> String {
     e.to_string().lines().collect::<Vec<_>>().join(" ")
 }
 
@@ -255,6 +332,14 @@ mod tests {
         )
         .unwrap();
         assert!((tags.seconds - 6.0).abs() < 1e-3, "{}", tags.seconds);
+        // 10 ms buckets over the 6 s clip, each a real range of the audio.
+        let wave = &tags.waveform;
+        assert_eq!(
+            (wave.rate, wave.min.len(), wave.max.len()),
+            (100.0, 600, 600)
+        );
+        assert!(wave.min.iter().zip(&wave.max).all(|(lo, hi)| lo <= hi));
+        assert!(wave.max.iter().any(|&x| x > 0.01));
         assert_eq!(tags.tags.len(), tagger.tag_names().len());
         assert!(tags.tags.windows(2).all(|w| w[0].1 >= w[1].1));
         let Some(Progress::Decoded { windows, .. }) = events.first().cloned() else {

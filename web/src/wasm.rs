@@ -80,8 +80,9 @@ pub fn load_model(bytes: Vec<u8>, name: String) -> Result<String, JsError> {
 /// Tag an audio file (its bytes and file name), and segments of `timeline` seconds (0: none).
 /// `on_progress` is called with JSON progress events: `{"stage":"decoded","seconds":S,
 /// "windows":N}`, `{"stage":"windows","done":i,"total":N}`. Returns JSON `{"seconds": S,
-/// "tags": [{"tag","p"}...], "names": [...], "timeline": [{"start","end","p": [...]}]}`: tags
-/// highest probability first, timeline probabilities in the order of `names`.
+/// "tags": [{"tag","p"}...], "names": [...], "timeline": [{"start","end","p": [...]}],
+/// "waveform": {"rate","min","max"}}`: tags highest probability first, timeline probabilities
+/// in the order of `names`, the waveform's peaks in `rate` buckets per second.
 #[wasm_bindgen]
 pub async fn tag(
     audio: Vec<u8>,
@@ -123,6 +124,34 @@ pub async fn tag_pcm(
     Ok(to_json(&tagger, &tags))
 }
 
+/// The first window of an audio file as the model sees it (decoded, resampled, cut to the
+/// head's window, normalised): the input of [`bench_forward`], to hand to other runtimes too.
+#[wasm_bindgen]
+pub fn bench_input(audio: Vec<u8>, name: String) -> Result<Vec<f32>, JsError> {
+    let tagger = loaded()?;
+    crate::bench::first_window(&tagger, audio, &name).map_err(|e| JsError::new(&e))
+}
+
+/// One forward pass of the loaded model's backbone over prepared samples: the last hidden
+/// state `[frames, hidden]`, row-major (for timing and checking against other runtimes).
+#[wasm_bindgen]
+pub async fn bench_forward(samples: Vec<f32>) -> Result<Vec<f32>, JsError> {
+    let tagger = loaded()?;
+    crate::bench::last_hidden(&tagger, &samples)
+        .await
+        .map_err(|e| JsError::new(&e))
+}
+
+/// The loaded backbone's conv feature encoder alone over prepared samples: `[channels,
+/// frames]`, row-major.
+#[wasm_bindgen]
+pub async fn bench_features(samples: Vec<f32>) -> Result<Vec<f32>, JsError> {
+    let tagger = loaded()?;
+    crate::bench::conv_features(&tagger, &samples)
+        .await
+        .map_err(|e| JsError::new(&e))
+}
+
 fn loaded() -> Result<Rc<Tagger>, JsError> {
     TAGGER
         .with(|t| t.borrow().clone())
@@ -151,6 +180,7 @@ fn to_json(tagger: &Tagger, tags: &Tags) -> String {
         "tags": tags.tags.iter().map(|(t, p)| serde_json::json!({"tag": t, "p": p})).collect::<Vec<_>>(),
         "names": tagger.tag_names(),
         "timeline": tags.timeline.iter().map(|(a, b, p)| serde_json::json!({"start": a, "end": b, "p": p})).collect::<Vec<_>>(),
+        "waveform": {"rate": tags.waveform.rate, "min": tags.waveform.min, "max": tags.waveform.max},
     })
     .to_string()
 }

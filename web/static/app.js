@@ -3,6 +3,7 @@
 // error; body data-backend = webgpu | wasm; ?backend=wasm|webgpu forces one; tags in
 // [data-testid=tags], one element per tag with data-tag and data-p; errors in [data-testid=error].
 import { MertTagger } from './mert.js';
+import { Timeline } from './timeline.js';
 
 const $ = (id) => document.getElementById(id);
 const body = document.body;
@@ -10,13 +11,15 @@ const ui = {
   audio: $('audio'), cancel: $('cancel'), ownModel: $('own-model'), status: $('status'),
   progress: $('progress'), note: $('backend-note'), timing: $('timing'), error: $('error'),
   tags: $('tags'), title: $('result-title'), modelInfo: $('model-info'),
-  taggram: $('taggram'), taggramFigure: $('taggram-figure'),
+  files: $('files'), filesSection: $('files-section'),
 };
+const timeline = new Timeline({ figure: $('timeline'), audio: $('player'), waveform: $('waveform'), taggram: $('taggram') });
 const TIMELINE_SECONDS = 1;
 
 let tagger = null;
-let pending = null; // a file picked before the model was ready
 let busy = false;
+const files = []; // {file, state: waiting|running|done|error|cancelled, result, error, row}
+let shown = null; // the entry whose results are on the page
 
 function setState(state, text) {
   body.dataset.state = state;
@@ -89,75 +92,117 @@ function renderTags(result) {
   ui.title.hidden = false;
 }
 
-/** Tags (rows, in the ranking's order) over time (columns) as a heat map on a canvas. */
-function renderTaggram(result) {
-  const segments = result.timeline;
-  if (!segments?.length) return;
-  ui.taggramFigure.hidden = false;
-  const rows = result.tags.map(({ tag }) => result.names.indexOf(tag));
-  const canvas = ui.taggram;
-  const scale = window.devicePixelRatio || 1;
-  const width = canvas.clientWidth || 600;
-  const label = 80;
-  const rowH = 14;
-  canvas.style.height = `${rows.length * rowH + 16}px`;
-  canvas.width = width * scale;
-  canvas.height = (rows.length * rowH + 16) * scale;
-  const g = canvas.getContext('2d');
-  g.scale(scale, scale);
-  const colW = (width - label) / segments.length;
-  const color = getComputedStyle(document.body).color;
-  g.font = '11px system-ui, sans-serif';
-  g.textBaseline = 'middle';
-  rows.forEach((k, r) => {
-    g.fillStyle = color;
-    g.fillText(result.names[k], 0, r * rowH + rowH / 2);
-    segments.forEach((s, c) => {
-      g.fillStyle = `rgba(47, 127, 216, ${s.p[k].toFixed(3)})`;
-      g.fillRect(label + c * colW, r * rowH + 1, Math.max(colW - 1, 1), rowH - 2);
-    });
-  });
-  g.fillStyle = color;
-  g.fillText('0 s', label, rows.length * rowH + 8);
-  const end = `${segments[segments.length - 1].end.toFixed(1)} s`;
-  g.fillText(end, width - g.measureText(end).width, rows.length * rowH + 8);
-  const top = rows.slice(0, 3).map((k) => result.names[k]).join(', ');
-  canvas.setAttribute('aria-label', `Taggram over ${end} in ${segments.length} segments; strongest tags: ${top}.`);
+/** One row of the file list: a button that shows the file's results, and its state. */
+function fileRow(entry) {
+  const li = document.createElement('li');
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.textContent = entry.file.name;
+  button.addEventListener('click', () => { if (entry.result) showResult(entry); });
+  const state = document.createElement('span');
+  state.className = 'file-status';
+  li.append(button, state);
+  entry.row = li;
+  return li;
 }
 
-async function run(file) {
-  if (busy) return;
+function updateRow(entry) {
+  const li = entry.row;
+  li.dataset.fileState = entry.state;
+  const [button, state] = li.children;
+  button.disabled = !entry.result;
+  button.setAttribute('aria-current', String(entry === shown));
+  state.textContent = {
+    waiting: 'waiting',
+    running: 'tagging…',
+    done: entry.result ? `top: ${entry.result.tags.slice(0, 3).map((t) => t.tag).join(', ')}` : '',
+    error: entry.error,
+    cancelled: 'cancelled',
+  }[entry.state];
+}
+
+function updateFiles() {
+  ui.filesSection.hidden = files.length < 2;
+  for (const entry of files) updateRow(entry);
+}
+
+/** Put a file's results on the page: tags, player, waveform, taggram, timing. */
+function showResult(entry) {
+  shown = entry;
+  const { result } = entry;
+  renderTags(result);
+  ui.title.textContent = `Tags: ${entry.file.name}`;
+  timeline.show(result, entry.file);
+  const s = result.ms / 1000;
+  ui.timing.textContent = `${result.seconds.toFixed(1)} s of audio tagged in ${s.toFixed(2)} s on `
+    + `${entry.backend} (real-time factor ${(s / result.seconds).toFixed(3)}).`;
+  updateFiles();
+}
+
+/** Add files to the queue and tag them one after another (now, or once the model is ready). */
+function enqueue(list) {
+  const added = Array.from(list, (file) => ({ file, state: 'waiting', result: null, error: null }));
+  if (!added.length) return;
+  for (const entry of added) {
+    files.push(entry);
+    ui.files.append(fileRow(entry));
+  }
+  updateFiles();
   if (body.dataset.state === 'loading') {
-    pending = file;
-    ui.status.textContent = `Waiting for the model to load, then tagging ${file.name}…`;
+    ui.status.textContent = `Waiting for the model to load, then tagging ${added.length} file(s)…`;
     return;
   }
+  drain();
+}
+
+async function drain() {
+  if (busy) return;
   busy = true;
   clearError();
+  // A new batch: the page shows its results as they come.
+  shown = null;
   ui.tags.replaceChildren();
   ui.title.hidden = true;
-  ui.taggramFigure.hidden = true;
   ui.timing.textContent = '';
-  setState('running', `Decoding ${file.name}…`);
-  try {
-    const result = await tagger.tag(file, { timeline: TIMELINE_SECONDS });
-    renderTags(result);
-    renderTaggram(result);
-    const s = result.ms / 1000;
-    ui.timing.textContent = `${result.seconds.toFixed(1)} s of audio tagged in ${s.toFixed(2)} s on `
-      + `${tagger.backend} (real-time factor ${(s / result.seconds).toFixed(3)}).`;
-    ui.progress.hidden = true;
-    setState('done', `Tags for ${file.name}`);
-  } catch (err) {
-    if (err.message === 'cancelled') {
-      ui.progress.hidden = true;
-      await started();
-      ui.status.textContent = 'Cancelled.';
-    } else {
-      showError(err.message);
+  timeline.clear();
+  const failed = [];
+  let done = 0;
+  let entry;
+  while ((entry = files.find((e) => e.state === 'waiting'))) {
+    entry.state = 'running';
+    updateFiles();
+    const waiting = files.filter((e) => e.state === 'waiting').length;
+    setState('running', `Decoding ${entry.file.name}…${waiting ? ` (${waiting} more waiting)` : ''}`);
+    try {
+      entry.result = await tagger.tag(entry.file, { timeline: TIMELINE_SECONDS });
+      entry.backend = tagger.backend;
+      entry.state = 'done';
+      done += 1;
+      showResult(entry);
+    } catch (err) {
+      if (err.message === 'cancelled') {
+        for (const e of files) if (e.state === 'waiting' || e.state === 'running') e.state = 'cancelled';
+        updateFiles();
+        ui.progress.hidden = true;
+        busy = false;
+        await started();
+        ui.status.textContent = 'Cancelled.';
+        return;
+      }
+      entry.state = 'error';
+      entry.error = err.message;
+      failed.push(entry);
+      updateFiles();
     }
-  } finally {
-    busy = false;
+  }
+  busy = false;
+  ui.progress.hidden = true;
+  if (failed.length === 1) {
+    showError(failed[0].error);
+  } else if (failed.length) {
+    showError(`${failed.length} files could not be tagged: ${failed.map((e) => `${e.file.name}: ${e.error}`).join('; ')}`);
+  } else {
+    setState('done', done === 1 ? `Tags for ${shown.file.name}` : `Tagged ${done} files.`);
   }
 }
 
@@ -181,12 +226,8 @@ async function started() {
   describeModel(tagger.model);
   ui.progress.hidden = true;
   ui.timing.textContent = `Model loaded in ${(tagger.model.load_ms / 1000).toFixed(2)} s.`;
-  setState('ready', 'Ready: pick an audio file.');
-  if (pending) {
-    const file = pending;
-    pending = null;
-    run(file);
-  }
+  setState('ready', 'Ready: pick one or more audio files.');
+  if (files.some((e) => e.state === 'waiting')) drain();
   return true;
 }
 
@@ -221,19 +262,17 @@ function main() {
     return;
   }
   tagger = new MertTagger({ backend: asked ?? 'auto', onprogress });
-  ui.audio.addEventListener('change', () => {
-    const file = ui.audio.files?.[0];
-    if (file) run(file);
-  });
+  ui.audio.addEventListener('change', () => enqueue(ui.audio.files ?? []));
   ui.cancel.addEventListener('click', () => tagger.cancel());
   ui.ownModel.addEventListener('click', pickModel);
   document.addEventListener('dragover', (e) => e.preventDefault());
   document.addEventListener('drop', (e) => {
     e.preventDefault();
-    const file = e.dataTransfer?.files?.[0];
-    if (file) run(file);
+    enqueue(e.dataTransfer?.files ?? []);
   });
-  started();
+  // The page's own files for offline use (sw.js; the worker keeps the model itself), registered
+  // once the model is up so that its install finds the module in the HTTP cache.
+  started().then(() => navigator.serviceWorker?.register('sw.js').catch(() => {}));
 }
 
 main();

@@ -94,8 +94,9 @@ export class MertTagger {
 
   /**
    * Tag an audio `File` (or Blob with a name): {tags: [{tag, p}], seconds, ms, name, names,
-   * timeline: [{start, end, p: [...in the order of names]}]}, the timeline in segments of
-   * `timeline` seconds (0: none).
+   * timeline: [{start, end, p: [...in the order of names]}], waveform: {rate, min, max}}, the
+   * timeline in segments of `timeline` seconds (0: none), the waveform as the peaks of the audio
+   * the model saw, `rate` buckets per second.
    */
   async tag(file, { timeline = 0 } = {}) {
     await this.ready;

@@ -3,7 +3,7 @@
 // so the page never freezes. Requests: {id, type: 'start' | 'model' | 'tag' | 'pcm', ...}; answers:
 // {id, type: 'result', result} or {id, type: 'error', message, fatal}; progress: {type: 'progress'}.
 // 'pcm' tags audio the page decoded with the browser (formats the kit's decoder lacks).
-import init, { init_backend, load_model, tag, tag_pcm, last_panic } from './pkg/mert_web.js';
+import init, { init_backend, load_model, tag, tag_pcm, last_panic } from './pkg/mert-web.js';
 
 const wasm = init();
 const CACHE = 'mert-models-v1';
