@@ -3,7 +3,8 @@
 //! `cargo run --release -p mert-core --example quant_accuracy -- MODEL SECONDS AUDIO...`
 //! Prints one JSON object per scheme (file size, per-layer min and mean cosine over clips).
 //! The quantized models run as `mert` runs them: on this CPU with the 8-bit kernel where it
-//! is fast (`MERT_INT8=0` for the dequantized f32 path).
+//! is fast (`MERT_INT8=0` for the dequantized f32 path). `MERT_QUANT_SCHEMES=q8,q4` picks
+//! schemes (`f16`, `q8`, `q8/32` for blocks of 32, `q4`).
 
 use std::path::Path;
 
@@ -47,7 +48,16 @@ fn main() {
         Layout::new(Scheme::Q8).with_block(32),
         Layout::new(Scheme::Q4),
     ];
+    // `MERT_QUANT_SCHEMES=q8,q4` (names, `q8/32` for blocks of 32) runs only those
+    let only = std::env::var("MERT_QUANT_SCHEMES").ok();
     for layout in layouts {
+        let label = match layout.block {
+            32 if layout.scheme == Scheme::Q8 => "q8/32".to_string(),
+            _ => layout.scheme.name().to_string(),
+        };
+        if only.as_ref().is_some_and(|o| !o.split(',').any(|s| s == label)) {
+            continue;
+        }
         let bytes = kit::to_bytes_quantized(&ck, layout).expect("quantize");
         let model = kit::from_bytes(&bytes, "quantized.safetensors")
             .and_then(|q| q.build(&device))
