@@ -113,6 +113,7 @@ pub const CASES: &[(&str, &str, &str)] = &[
     ("bench --repeats 0", "bench --model {k} --repeats 0", "--repeats"),
     ("labels --threads 0", "labels {a} --threads 0 --out {c}/l.safetensors", "--threads"),
     ("quantize --block 0", "quantize {k} --scheme q8 --block 0 --out {c}/q.safetensors", "--block"),
+    ("quantize a quantized file", "quantize {w}/tiny-q8.safetensors --scheme q4 --out {c}/q.safetensors", "tiny-q8.safetensors|already q8"),
     // run files
     ("pretrain: missing run file", "pretrain --config {w}/nope.toml --out {c}/run", "nope.toml"),
     ("pretrain: invalid TOML", "pretrain --config {w}/run_syntax.toml --out {c}/run", "run_syntax.toml:1"),

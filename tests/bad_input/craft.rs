@@ -224,6 +224,12 @@ pub fn craft(w: &Path) {
     // kit files: the tiny model, and the default tagger (a model with a head)
     let kit = mert_core::load::kit::to_bytes(&mert_core::load_path(&tiny).unwrap()).unwrap();
     write("tiny.safetensors", &kit);
+    let ck = mert_core::load_path(&tiny).unwrap();
+    let q8 = mert_core::quant::Layout::new(mert_core::quant::Scheme::Q8);
+    write(
+        "tiny-q8.safetensors",
+        &mert_core::load::kit::to_bytes_quantized(&ck, q8).unwrap(),
+    );
     write("kit_truncated.safetensors", &kit[..kit.len() - 1000]);
     write(
         "kit_bad_config.safetensors",

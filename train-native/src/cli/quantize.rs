@@ -36,6 +36,28 @@ pub struct QuantizeArgs {
     pub no_check: bool,
 }
 
+/// `mert.quant` of a kit model file, read from its safetensors header alone; `None` for
+/// folders, other files, or a header this cannot read (the loader then says what is wrong).
+fn stored_scheme(model: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(model)
+        .ok()
+        .filter(|_| model.is_file())?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).ok()?;
+    let len = usize::try_from(u64::from_le_bytes(len)).ok()?;
+    if len > 100 << 20 {
+        return None;
+    }
+    let mut header = vec![0u8; len];
+    file.read_exact(&mut header).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    json.get("__metadata__")?
+        .get(kit::META_QUANT)?
+        .as_str()
+        .map(str::to_string)
+}
+
 fn parse_scheme(s: &str) -> std::result::Result<Scheme, String> {
     Scheme::from_name(s).ok_or_else(|| format!("unknown scheme `{s}`; expected f16, q8, q4 or f32"))
 }
@@ -64,6 +86,14 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     }
     // Fail before the work, not after it (write_atomic checks again).
     output_folder(&args.out)?;
+    if let Some(scheme) = stored_scheme(&args.model)
+        && scheme != "f32"
+    {
+        bail!(
+            "{}: already {scheme}; quantize the f32 model (each pass would add its rounding)",
+            args.model.display()
+        );
+    }
     let mut layout = Layout::new(args.scheme);
     if let Some(text) = &args.block {
         let Some(block) = Layout::parse_block(text) else {
