@@ -55,7 +55,10 @@ fn main() {
             32 if layout.scheme == Scheme::Q8 => "q8/32".to_string(),
             _ => layout.scheme.name().to_string(),
         };
-        if only.as_ref().is_some_and(|o| !o.split(',').any(|s| s == label)) {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.split(',').any(|s| s == label))
+        {
             continue;
         }
         let bytes = kit::to_bytes_quantized(&ck, layout).expect("quantize");
