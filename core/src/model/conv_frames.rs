@@ -27,6 +27,10 @@ pub fn conv_frames(conv: &Conv1d, int8: Option<&PackedQ8>, x: Tensor<3>) -> Tens
     if out_len == 0 {
         return Tensor::zeros([batch, 0, c_out], &x.device());
     }
+    #[cfg(all(feature = "flex", not(target_family = "wasm")))]
+    if int8.is_none() && super::activation::on_cpu_inference(&x) {
+        return cpu::conv_gemm(conv, x, out_len);
+    }
     let shifts = (k - 1) / s;
     let rows = out_len + shifts;
     // exactly rows·s frames: cut the unread tail, or pad (< s frames no tap reads)
@@ -68,5 +72,87 @@ pub fn conv_frames(conv: &Conv1d, int8: Option<&PackedQ8>, x: Tensor<3>) -> Tens
     match &conv.bias {
         Some(bias) => y + bias.val().reshape([1, 1, c_out]),
         None => y,
+    }
+}
+
+/// On burn's CPU backend: the im2col matrix is never built. Its row `t` is input frames
+/// `s·t .. s·t + k`, which lie contiguously in `[L, C]` memory, so the matrix is the input
+/// itself read with a row stride of `s·C` (rows overlap when `k > s`), and the conv is one
+/// GEMM per block of rows straight from the input buffer (the `gemm` crate takes any strides).
+#[cfg(all(feature = "flex", not(target_family = "wasm")))]
+mod cpu {
+    use burn::nn::conv::Conv1d;
+    use burn::tensor::{Tensor, TensorData};
+    use rayon::prelude::*;
+
+    /// Output rows per GEMM call: big enough for the GEMM's own blocking, small enough to
+    /// give every thread several.
+    const ROWS: usize = 512;
+
+    pub(super) fn conv_gemm(conv: &Conv1d, x: Tensor<3>, out_len: usize) -> Tensor<3> {
+        let [batch, len, c_in] = x.dims();
+        let (k, s) = (conv.kernel_size, conv.stride);
+        let c_out = conv.weight.dims()[0];
+        let device = x.device();
+        // [C_out, C_in, k] -> [k, C_in, C_out]: row j·C_in + c is tap j, channel c
+        let w = conv
+            .weight
+            .val()
+            .permute([2, 1, 0])
+            .reshape([k * c_in, c_out])
+            .into_data();
+        let bias = conv.bias.as_ref().map(|b| b.val().into_data());
+        let x = x.into_data();
+        let (Ok(x), Ok(w)) = (x.as_slice::<f32>(), w.as_slice::<f32>()) else {
+            unreachable!("f32 checked by the caller")
+        };
+        let bias = bias.as_ref().and_then(|b| b.as_slice::<f32>().ok());
+        let mut out = vec![0f32; batch * out_len * c_out];
+        out.par_chunks_mut(out_len * c_out)
+            .enumerate()
+            .for_each(|(b, item)| {
+                item.par_chunks_mut(ROWS * c_out)
+                    .enumerate()
+                    .for_each(|(j, dst)| {
+                        let rows = dst.len() / c_out;
+                        let first = b * len * c_in + j * ROWS * s * c_in;
+                        // the last row read ends at frame s·(out_len - 1) + k <= len
+                        assert!(first + ((rows - 1) * s + k) * c_in <= x.len());
+                        // SAFETY: `dst` holds rows × c_out values; `w` holds k·c_in × c_out;
+                        // the rows of `x` read (stride s·c_in, k·c_in long) end inside `x`
+                        // (assert above).
+                        unsafe {
+                            gemm::gemm(
+                                rows,
+                                c_out,
+                                k * c_in,
+                                dst.as_mut_ptr(),
+                                1,
+                                c_out as isize,
+                                false,
+                                x.as_ptr().add(first),
+                                1,
+                                (s * c_in) as isize,
+                                w.as_ptr(),
+                                1,
+                                c_out as isize,
+                                0.0,
+                                1.0,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            );
+                        }
+                        if let Some(bias) = bias {
+                            for row in dst.chunks_exact_mut(c_out) {
+                                for (v, b) in row.iter_mut().zip(bias) {
+                                    *v += b;
+                                }
+                            }
+                        }
+                    });
+            });
+        Tensor::from_data(TensorData::new(out, [batch, out_len, c_out]), &device)
     }
 }

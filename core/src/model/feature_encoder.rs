@@ -163,8 +163,13 @@ impl FeatureEncoder {
         } else {
             chunk_frames
         };
+        // On the CPU, layer 0 runs fused (conv0.rs), its norm statistics from the clip's
+        // sample moments.
+        let fused = self.fused_first_layer(&audio);
         let affine = match &first.group_norm {
-            Some(norm) if frames > chunk => Some(self.group_norm_affine(norm, &audio, chunk * hop)),
+            Some(norm) if frames > chunk && fused.is_none() => {
+                Some(self.group_norm_affine(norm, &audio, chunk * hop))
+            }
             _ => None,
         };
         let mut chunks = Vec::with_capacity(frames.div_ceil(chunk));
@@ -178,8 +183,15 @@ impl FeatureEncoder {
                     .clone()
                     .narrow(1, start * hop, (end - 1) * hop + field - start * hop)
             };
-            let mut x = piece.unsqueeze_dim(2);
-            for layer in &self.conv_layers {
+            let mut layers = self.conv_layers.iter();
+            let mut x = match &fused {
+                Some(affine) => {
+                    layers.next();
+                    first_layer_fused(&first.conv, piece, affine)
+                }
+                None => piece.unsqueeze_dim(2),
+            };
+            for layer in layers {
                 x = conv_frames(&layer.conv, layer.int8.as_deref(), x);
                 if let Some(norm) = &layer.group_norm {
                     x = match &affine {
@@ -196,6 +208,34 @@ impl FeatureEncoder {
             start = end;
         }
         Tensor::cat(chunks, 1)
+    }
+
+    /// Per batch item, layer 0's GroupNorm as per-channel scale and shift over the whole
+    /// clip, when layer 0 can run fused ([`super::conv0`]): burn's CPU backend for inference,
+    /// one input channel, a GroupNorm, f32 weights.
+    fn fused_first_layer(&self, audio: &Tensor<2>) -> Option<Vec<(Vec<f32>, Vec<f32>)>> {
+        #[cfg(all(feature = "flex", not(target_family = "wasm")))]
+        {
+            let first = self.conv_layers.first()?;
+            let norm = first.group_norm.as_ref()?;
+            if first.int8.is_some()
+                || first.layer_norm.is_some()
+                || !super::activation::on_cpu_inference(audio)
+            {
+                return None;
+            }
+            let samples = audio.dims()[1];
+            let data = audio.clone().into_data();
+            let x = data.as_slice::<f32>().ok()?;
+            x.chunks(samples.max(1))
+                .map(|clip| super::conv0::norm_affine(&first.conv, norm, clip))
+                .collect()
+        }
+        #[cfg(not(all(feature = "flex", not(target_family = "wasm"))))]
+        {
+            let _ = audio;
+            None
+        }
     }
 
     /// Layer 0's GroupNorm (one group per channel) as `x · scale + shift`, `[batch, 1, C]`
@@ -271,6 +311,26 @@ impl FeatureEncoder {
         (
             Tensor::from_data(TensorData::new(scale, shape), &device),
             Tensor::from_data(TensorData::new(shift, shape), &device),
+        )
+    }
+}
+
+/// Layer 0 fused: conv, norm, GELU (see [`FeatureEncoder::fused_first_layer`]).
+fn first_layer_fused(
+    conv: &Conv1d,
+    piece: Tensor<2>,
+    affine: &[(Vec<f32>, Vec<f32>)],
+) -> Tensor<3> {
+    #[cfg(all(feature = "flex", not(target_family = "wasm")))]
+    {
+        super::conv0::fused(conv, piece, affine)
+    }
+    #[cfg(not(all(feature = "flex", not(target_family = "wasm"))))]
+    {
+        let _ = (conv, affine);
+        unreachable!(
+            "fused only where fused_first_layer gives statistics: {:?}",
+            piece.dims()
         )
     }
 }

@@ -6,6 +6,8 @@ pub mod attention;
 #[cfg(all(feature = "flex", not(target_family = "wasm")))]
 pub mod attention_cpu;
 pub mod config;
+#[cfg(all(feature = "flex", not(target_family = "wasm")))]
+pub mod conv0;
 pub mod conv_frames;
 pub mod dense;
 pub mod encoder;
