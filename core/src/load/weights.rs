@@ -140,10 +140,30 @@ fn build_model(config: &MertConfig, mut tensors: TensorMap, device: &Device) -> 
             layer.set_int8(p, device);
         }
     }
+    let packed_any = !packed_convs.is_empty();
     for (i, (_, p)) in packed_convs {
         model.feature_extractor.conv_layers[i].set_int8(p, device);
     }
+    if packed_any {
+        release_freed_memory();
+    }
     Ok(model)
+}
+
+/// The f32 copies of packed weights were freed, but glibc keeps small and medium frees in its
+/// heap (its mmap threshold grows after large frees), so the process would stay as large as an
+/// f32 model; `malloc_trim` hands that memory back. Elsewhere a no-op.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim takes a padding size and only releases free memory.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 /// Whether a model built on `device` keeps quantized Linear weights as 8-bit codes: burn's CPU

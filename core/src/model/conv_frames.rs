@@ -13,7 +13,7 @@ use burn::nn::conv::Conv1d;
 use burn::tensor::Tensor;
 
 use super::dense::forward_int8;
-use crate::quant::gemm::PackedQ8;
+use crate::quant::gemm::{ABLOCK, PackedQ8};
 
 /// `x` `[B, L, C_in]` → `[B, L_out, C_out]`, equal to `conv.forward` on `[B, C_in, L]`
 /// transposed. Only unpadded, undilated, ungrouped convs (MERT's feature encoder). With
@@ -28,8 +28,14 @@ pub fn conv_frames(conv: &Conv1d, int8: Option<&PackedQ8>, x: Tensor<3>) -> Tens
         return Tensor::zeros([batch, 0, c_out], &x.device());
     }
     #[cfg(all(feature = "flex", not(target_family = "wasm")))]
-    if int8.is_none() && super::activation::on_cpu_inference(&x) {
-        return cpu::conv_gemm(conv, x, out_len);
+    if super::activation::on_cpu_inference(&x) {
+        match int8 {
+            None => return cpu::conv_gemm(conv, x, out_len),
+            Some(w) if channels.is_multiple_of(ABLOCK) && w.k() == k * channels => {
+                return cpu::conv_int8(conv, w, x, out_len);
+            }
+            Some(_) => {}
+        }
     }
     let shifts = (k - 1) / s;
     let rows = out_len + shifts;
@@ -84,6 +90,8 @@ mod cpu {
     use burn::nn::conv::Conv1d;
     use burn::tensor::{Tensor, TensorData};
     use rayon::prelude::*;
+
+    use crate::quant::gemm::{self as int8, PackedQ8};
 
     /// Output rows per GEMM call: big enough for the GEMM's own blocking, small enough to
     /// give every thread several.
@@ -154,5 +162,32 @@ mod cpu {
                     });
             });
         Tensor::from_data(TensorData::new(out, [batch, out_len, c_out]), &device)
+    }
+
+    /// The same on packed 8-bit codes ([`int8::conv_matmul`]: each frame quantized once, the
+    /// windows read in place). The caller checked the channels and the weight's width.
+    pub(super) fn conv_int8(
+        conv: &Conv1d,
+        w: &PackedQ8,
+        x: Tensor<3>,
+        out_len: usize,
+    ) -> Tensor<3> {
+        let [batch, len, c_in] = x.dims();
+        let (k, s) = (conv.kernel_size, conv.stride);
+        let device = x.device();
+        let bias = conv.bias.as_ref().map(|b| b.val().into_data());
+        let x = x.into_data();
+        let Ok(x) = x.as_slice::<f32>() else {
+            unreachable!("f32 checked by the caller")
+        };
+        let bias = bias.as_ref().and_then(|b| b.as_slice::<f32>().ok());
+        let mut out = Vec::with_capacity(batch * out_len * w.n());
+        for clip in x.chunks_exact(len * c_in) {
+            match int8::conv_matmul(clip, c_in, (k, s), w, bias) {
+                Some(y) => out.extend(y),
+                None => unreachable!("channels and width checked by the caller"),
+            }
+        }
+        Tensor::from_data(TensorData::new(out, [batch, out_len, w.n()]), &device)
     }
 }

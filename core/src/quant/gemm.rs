@@ -239,10 +239,31 @@ fn rows_task(x: &[f32], rows: usize, w: &PackedQ8, bias: Option<&[f32]>, out: &m
             &mut a_scales[r * w.blocks..(r + 1) * w.blocks],
         );
     }
+    let q = Quantized {
+        codes: &a,
+        scales: &a_scales,
+        lda,
+        sda: w.blocks,
+    };
+    product(&q, rows, w, bias, out);
+}
+
+/// Quantized rows for [`product`]: row `r` at `r · lda` (codes) and `r · sda` (scales), with
+/// at least `ceil(rows / MR) · MR` rows readable.
+struct Quantized<'a> {
+    codes: &'a [u8],
+    scales: &'a [f32],
+    lda: usize,
+    sda: usize,
+}
+
+/// `rows` quantized rows times every panel, plus `bias`, into `out` (`[rows][n]`).
+fn product(a: &Quantized, rows: usize, w: &PackedQ8, bias: Option<&[f32]>, out: &mut [f32]) {
     let kernel = pick_kernel();
     let mut tile = [0f32; MR * NR];
     let panel_codes = w.blocks * ABLOCK * NR;
     let panel_blocks = w.blocks * NR;
+    let tiles = rows.div_ceil(MR);
     for p in 0..w.n.div_ceil(NR) {
         let panel = Panel {
             codes: &w.codes[p * panel_codes..(p + 1) * panel_codes],
@@ -250,11 +271,13 @@ fn rows_task(x: &[f32], rows: usize, w: &PackedQ8, bias: Option<&[f32]>, out: &m
             offset: &w.offset[p * panel_blocks..(p + 1) * panel_blocks],
         };
         let cols = NR.min(w.n - p * NR);
-        for t in 0..padded / MR {
+        for t in 0..tiles {
             let rows_a = Rows {
-                codes: &a[t * MR * lda..(t + 1) * MR * lda],
-                scales: &a_scales[t * MR * w.blocks..(t + 1) * MR * w.blocks],
+                codes: &a.codes[t * MR * a.lda..],
+                scales: &a.scales[t * MR * a.sda..],
                 blocks: w.blocks,
+                lda: a.lda,
+                sda: a.sda,
             };
             kernel(&rows_a, &panel, &mut tile);
             for r in 0..MR.min(rows - t * MR) {
@@ -274,11 +297,77 @@ fn rows_task(x: &[f32], rows: usize, w: &PackedQ8, bias: Option<&[f32]>, out: &m
     }
 }
 
-/// `MR` quantized rows: codes `[MR][blocks · ABLOCK]` (offset by 128), scales `[MR][blocks]`.
+/// A conv as a product without its im2col matrix: `x` is one clip's `[frames, channels]`, and
+/// output row `t` is the window of `taps` frames from frame `stride · t`, tap-major, which is
+/// contiguous in `x`. Each frame is quantized once (its channels in blocks of [`ABLOCK`]) and
+/// the windows are read from those codes with a row stride of `stride` frames. `w` holds the
+/// conv's codes with inputs tap-major (`PackedQ8::with_order`). `None` unless `channels` is a
+/// multiple of [`ABLOCK`] and `w` takes `taps · channels` inputs; else `[out_len, n]`.
+pub fn conv_matmul(
+    x: &[f32],
+    channels: usize,
+    (taps, stride): (usize, usize),
+    w: &PackedQ8,
+    bias: Option<&[f32]>,
+) -> Option<Vec<f32>> {
+    let frames = x.len() / channels.max(1);
+    if channels == 0
+        || !channels.is_multiple_of(ABLOCK)
+        || w.k != taps * channels
+        || frames < taps
+        || stride == 0
+    {
+        return None;
+    }
+    let out_len = (frames - taps) / stride + 1;
+    let mut out = vec![0f32; out_len * w.n];
+    let per_frame = channels / ABLOCK;
+    let task = |(t, out): (usize, &mut [f32])| {
+        let rows = out.len() / w.n;
+        let padded = rows.div_ceil(MR) * MR;
+        let first = t * ROWS_PER_TASK * stride;
+        // frames the padded rows read; those past the clip stay 128 with scale 0
+        let span = (padded - 1) * stride + taps;
+        let mut codes = vec![128u8; span * channels];
+        let mut scales = vec![0f32; span * per_frame];
+        for f in 0..span.min(frames - first) {
+            let src = &x[(first + f) * channels..(first + f + 1) * channels];
+            quantize_row(
+                src,
+                &mut codes[f * channels..(f + 1) * channels],
+                &mut scales[f * per_frame..(f + 1) * per_frame],
+            );
+        }
+        let q = Quantized {
+            codes: &codes,
+            scales: &scales,
+            lda: stride * channels,
+            sda: stride * per_frame,
+        };
+        product(&q, rows, w, bias, out);
+    };
+    #[cfg(all(feature = "flex", not(target_family = "wasm")))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(ROWS_PER_TASK * w.n)
+            .enumerate()
+            .for_each(task);
+    }
+    #[cfg(not(all(feature = "flex", not(target_family = "wasm"))))]
+    out.chunks_mut(ROWS_PER_TASK * w.n)
+        .enumerate()
+        .for_each(task);
+    Some(out)
+}
+
+/// `MR` quantized rows of `blocks · ABLOCK` codes (offset by 128) and `blocks` scales each,
+/// row `r` at `r · lda` and `r · sda` (rows may overlap: a conv's windows).
 pub(crate) struct Rows<'a> {
     codes: &'a [u8],
     scales: &'a [f32],
     blocks: usize,
+    lda: usize,
+    sda: usize,
 }
 
 /// One panel of the packed weight (see [`PackedQ8`]'s fields).
@@ -303,7 +392,7 @@ fn pick_kernel() -> Kernel {
 /// The kernel in plain Rust: exact i32 sums, the same result as the VNNI kernel up to the
 /// order of f32 roundings.
 pub(crate) fn tile_portable(a: &Rows, w: &Panel, tile: &mut [f32; MR * NR]) {
-    let lda = a.blocks * ABLOCK;
+    let lda = a.lda;
     tile.fill(0.0);
     for b in 0..a.blocks {
         let mut acc = [[0i32; NR]; MR];
@@ -324,7 +413,7 @@ pub(crate) fn tile_portable(a: &Rows, w: &Panel, tile: &mut [f32; MR * NR]) {
             &w.offset[b * NR..(b + 1) * NR],
         );
         for (r, acc) in acc.iter().enumerate() {
-            let sa = a.scales[r * a.blocks + b];
+            let sa = a.scales[r * a.sda + b];
             for c in 0..NR {
                 tile[r * NR + c] += (acc[c] - off[c]) as f32 * (s[c] * sa);
             }
@@ -339,14 +428,15 @@ mod vnni {
 
     /// Safe entry: only picked when [`super::fast`] saw AVX-512 VNNI, BW and VL.
     pub(super) fn tile(a: &Rows, w: &Panel, tile: &mut [f32; MR * NR]) {
-        let lda = a.blocks * ABLOCK;
-        assert!(a.codes.len() >= MR * lda && a.scales.len() >= MR * a.blocks);
-        assert!(w.codes.len() >= lda * NR && w.scales.len() >= a.blocks * NR);
+        let (lda, len) = (a.lda, a.blocks * ABLOCK);
+        assert!(a.codes.len() >= (MR - 1) * lda + len);
+        assert!(a.scales.len() >= (MR - 1) * a.sda + a.blocks);
+        assert!(w.codes.len() >= len * NR && w.scales.len() >= a.blocks * NR);
         assert!(w.offset.len() >= a.blocks * NR);
         // SAFETY: the CPU has the features (checked by the caller through `fast`), and the
-        // asserts above bound every read: `MR` rows of `lda` bytes and `blocks` scales in
-        // `a`; `lda / 4` groups of `NR · 4` codes and `blocks` rows of `NR` scales and
-        // offsets in `w`.
+        // asserts above bound every read: `MR` rows of `blocks · ABLOCK` bytes `lda` apart and
+        // `blocks` scales `sda` apart in `a`; `blocks · 8` groups of `NR · 4` codes and
+        // `blocks` rows of `NR` scales and offsets in `w`.
         unsafe { tile_avx512(a, w, lda, tile) }
     }
 
@@ -381,7 +471,7 @@ mod vnni {
                 )
             };
             for (r, (sum, acc)) in sums.iter_mut().zip(&acc).enumerate() {
-                let sa = _mm512_set1_ps(a.scales[r * a.blocks + b]);
+                let sa = _mm512_set1_ps(a.scales[r * a.sda + b]);
                 let x0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[0], o0));
                 let x1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[1], o1));
                 sum[0] = _mm512_fmadd_ps(x0, _mm512_mul_ps(s0, sa), sum[0]);
@@ -510,6 +600,8 @@ mod tests {
             codes: &codes,
             scales: &a_scales,
             blocks: w.blocks,
+            lda: k,
+            sda: w.blocks,
         };
         let panel = Panel {
             codes: &w.codes[..k * NR],
@@ -538,6 +630,29 @@ mod tests {
         assert!(PackedQ8::new(&codes, &scales, 4, 128, 16).is_none());
         let (codes, scales) = quantize_q8(&values(4 * 128, 6), 128, 64);
         assert!(PackedQ8::new(&codes, &scales, 4, 128, 64).is_some());
+    }
+
+    /// The conv path (windows read in place from per-frame codes) equals the product on the
+    /// im2col matrix built by hand: per-frame activation blocks are the row's blocks.
+    #[test]
+    fn conv_windows_equal_im2col() {
+        let (channels, taps, stride, frames, n) = (64, 3, 2, 101, 40);
+        let x = values(frames * channels, 8);
+        let k = taps * channels;
+        let (codes, scales) = quantize_q8(&values(n * k, 9), k, k);
+        let w = PackedQ8::new(&codes, &scales, n, k, k).expect("packable");
+        let bias = values(n, 10);
+        let got = conv_matmul(&x, channels, (taps, stride), &w, Some(&bias)).expect("fits");
+        let out_len = (frames - taps) / stride + 1;
+        let cols: Vec<f32> = (0..out_len)
+            .flat_map(|t| x[t * stride * channels..(t * stride + taps) * channels].to_vec())
+            .collect();
+        let want = matmul(&cols, out_len, &w, Some(&bias));
+        assert_eq!(got.len(), want.len());
+        for (g, e) in got.iter().zip(&want) {
+            assert!((g - e).abs() <= 1e-6 * e.abs().max(1.0), "{g} vs {e}");
+        }
+        assert!(conv_matmul(&x[..40 * 50], 40, (taps, stride), &w, None).is_none());
     }
 
     #[test]
