@@ -13,7 +13,7 @@ use burn::nn::conv::Conv1d;
 use burn::tensor::Tensor;
 
 use super::dense::forward_int8;
-use crate::quant::gemm::{ABLOCK, PackedQ8};
+use crate::quant::gemm::PackedQ8;
 
 /// `x` `[B, L, C_in]` → `[B, L_out, C_out]`, equal to `conv.forward` on `[B, C_in, L]`
 /// transposed. Only unpadded, undilated, ungrouped convs (MERT's feature encoder). With
@@ -31,7 +31,9 @@ pub fn conv_frames(conv: &Conv1d, int8: Option<&PackedQ8>, x: Tensor<3>) -> Tens
     if super::activation::on_cpu_inference(&x) {
         match int8 {
             None => return cpu::conv_gemm(conv, x, out_len),
-            Some(w) if channels.is_multiple_of(ABLOCK) && w.k() == k * channels => {
+            Some(w)
+                if channels.is_multiple_of(crate::quant::gemm::ABLOCK) && w.k() == k * channels =>
+            {
                 return cpu::conv_int8(conv, w, x, out_len);
             }
             Some(_) => {}
