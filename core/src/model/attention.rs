@@ -62,7 +62,7 @@ impl Attention {
             self.k_proj.forward(x.clone()),
             self.v_proj.forward(x),
         );
-        #[cfg(all(feature = "flex", not(target_family = "wasm")))]
+        #[cfg(feature = "flex")]
         if key_mask.is_none()
             && reg.is_none_or(|r| r.attention <= 0.0)
             && super::activation::on_cpu_inference(&q)

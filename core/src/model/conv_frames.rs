@@ -27,7 +27,7 @@ pub fn conv_frames(conv: &Conv1d, int8: Option<&PackedQ8>, x: Tensor<3>) -> Tens
     if out_len == 0 {
         return Tensor::zeros([batch, 0, c_out], &x.device());
     }
-    #[cfg(all(feature = "flex", not(target_family = "wasm")))]
+    #[cfg(feature = "flex")]
     if super::activation::on_cpu_inference(&x) {
         match int8 {
             None => return cpu::conv_gemm(conv, x, out_len),
@@ -87,7 +87,7 @@ pub fn conv_frames(conv: &Conv1d, int8: Option<&PackedQ8>, x: Tensor<3>) -> Tens
 /// `s·t .. s·t + k`, which lie contiguously in `[L, C]` memory, so the matrix is the input
 /// itself read with a row stride of `s·C` (rows overlap when `k > s`), and the conv is one
 /// GEMM per block of rows straight from the input buffer (the `gemm` crate takes any strides).
-#[cfg(all(feature = "flex", not(target_family = "wasm")))]
+#[cfg(feature = "flex")]
 mod cpu {
     use burn::nn::conv::Conv1d;
     use burn::tensor::{Tensor, TensorData};

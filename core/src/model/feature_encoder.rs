@@ -214,7 +214,7 @@ impl FeatureEncoder {
     /// clip, when layer 0 can run fused ([`super::conv0`]): burn's CPU backend for inference,
     /// one input channel, a GroupNorm, f32 weights.
     fn fused_first_layer(&self, audio: &Tensor<2>) -> Option<Vec<(Vec<f32>, Vec<f32>)>> {
-        #[cfg(all(feature = "flex", not(target_family = "wasm")))]
+        #[cfg(feature = "flex")]
         {
             let first = self.conv_layers.first()?;
             let norm = first.group_norm.as_ref()?;
@@ -231,7 +231,7 @@ impl FeatureEncoder {
                 .map(|clip| super::conv0::norm_affine(&first.conv, norm, clip))
                 .collect()
         }
-        #[cfg(not(all(feature = "flex", not(target_family = "wasm"))))]
+        #[cfg(not(feature = "flex"))]
         {
             let _ = audio;
             None
@@ -321,11 +321,11 @@ fn first_layer_fused(
     piece: Tensor<2>,
     affine: &[(Vec<f32>, Vec<f32>)],
 ) -> Tensor<3> {
-    #[cfg(all(feature = "flex", not(target_family = "wasm")))]
+    #[cfg(feature = "flex")]
     {
         super::conv0::fused(conv, piece, affine)
     }
-    #[cfg(not(all(feature = "flex", not(target_family = "wasm"))))]
+    #[cfg(not(feature = "flex"))]
     {
         let _ = (conv, affine);
         unreachable!(

@@ -3,10 +3,10 @@
 
 pub mod activation;
 pub mod attention;
-#[cfg(all(feature = "flex", not(target_family = "wasm")))]
+#[cfg(feature = "flex")]
 pub mod attention_cpu;
 pub mod config;
-#[cfg(all(feature = "flex", not(target_family = "wasm")))]
+#[cfg(feature = "flex")]
 pub mod conv0;
 pub mod conv_frames;
 pub mod dense;

@@ -35,7 +35,7 @@ impl PositionalConvEmbedding {
 
     /// `[batch, frames, hidden]` -> `[batch, frames, hidden]` (the embedding, not yet added).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        #[cfg(all(feature = "flex", not(target_family = "wasm")))]
+        #[cfg(feature = "flex")]
         if super::activation::on_cpu_inference(&x) {
             return super::activation::gelu(cpu::conv(&self.conv, x));
         }
@@ -102,7 +102,7 @@ mod tests {
 
     /// The in-place grouped GEMM against burn's grouped conv (same padding), even and odd
     /// kernels, with a bias.
-    #[cfg(all(feature = "flex", not(target_family = "wasm")))]
+    #[cfg(feature = "flex")]
     #[test]
     fn cpu_conv_matches_burn() {
         use burn::nn::PaddingConfig1d;
@@ -157,7 +157,7 @@ mod tests {
 /// `k` frames output frame `t` reads are contiguous, so that layout read with a row stride of
 /// one frame is the group's im2col matrix (as in `conv_frames`). burn's grouped conv took
 /// 0.3-0.45 s of a 30 s pass here.
-#[cfg(all(feature = "flex", not(target_family = "wasm")))]
+#[cfg(feature = "flex")]
 mod cpu {
     use burn::nn::conv::Conv1d;
     use burn::tensor::{Tensor, TensorData};
