@@ -12,6 +12,7 @@
 //! relative error below 5e-7 for the non-positive arguments a shifted softmax uses (tested
 //! against `f64::exp`).
 
+use super::shared_out::SharedOut;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -107,24 +108,6 @@ fn softmax_numerators_generic(scores: &mut [f32], width: usize, sums: &mut [f32]
     }
 }
 
-/// The output buffer, shared by tasks that write disjoint parts of it.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: each task writes only its own (batch, head, query block) rectangle.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// The element at `offset` (a method, so closures capture the `Send` wrapper whole).
-    ///
-    /// # Safety
-    /// `offset` within the buffer.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: the caller's.
-        unsafe { self.0.add(offset) }
-    }
-}
-
 /// `softmax(q kᵀ / √(hidden / heads)) v` per head; `q`, `k`, `v` and the result are
 /// `[batch, frames, hidden]` f32 tensors on the CPU backend.
 pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tensor<3> {
@@ -142,7 +125,7 @@ pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tens
     let mut out = vec![0f32; batch * frames * hidden];
     let scale = 1.0 / (head_dim as f32).sqrt();
     let blocks = frames.div_ceil(QUERY_BLOCK);
-    let dst = Out(out.as_mut_ptr());
+    let dst = SharedOut::new(&mut out);
     let (t, d) = (frames as isize, hidden as isize);
     (0..batch * heads * blocks).into_par_iter().for_each_init(
         || vec![0f32; QUERY_BLOCK * frames],

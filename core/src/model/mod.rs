@@ -16,6 +16,8 @@ pub mod layer;
 pub mod mert;
 pub mod pos_conv;
 pub mod regularize;
+#[cfg(feature = "flex")]
+mod shared_out;
 
 pub use config::{FeatExtractNorm, MertConfig};
 pub use mert::{Mert, MertOutput};

@@ -163,21 +163,7 @@ mod cpu {
     use burn::tensor::{Tensor, TensorData};
     use rayon::prelude::*;
 
-    /// The output, written by tasks that own disjoint column blocks of it.
-    #[derive(Clone, Copy)]
-    struct Out(*mut f32);
-    // SAFETY: each task writes only its (batch item, group) columns.
-    unsafe impl Send for Out {}
-    unsafe impl Sync for Out {}
-
-    impl Out {
-        /// # Safety
-        /// `offset` within the buffer.
-        unsafe fn at(self, offset: usize) -> *mut f32 {
-            // SAFETY: the caller's.
-            unsafe { self.0.add(offset) }
-        }
-    }
+    use super::super::shared_out::SharedOut;
 
     /// `[batch, frames, hidden]` -> the conv's output `[batch, frames, hidden]` (padding as
     /// `PositionalConvEmbedding::init` sets it: `k / 2` before, the rest after).
@@ -207,7 +193,7 @@ mod cpu {
         };
         let bias = bias.as_ref().and_then(|b| b.as_slice::<f32>().ok());
         let mut out = vec![0f32; batch * frames * hidden];
-        let dst = Out(out.as_mut_ptr());
+        let dst = SharedOut::new(&mut out);
         (0..batch * groups).into_par_iter().for_each(|task| {
             let (b, g) = (task / groups, task % groups);
             let lhs = &xp[task * padded * width..(task + 1) * padded * width];
