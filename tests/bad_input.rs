@@ -120,9 +120,9 @@ fn check_case(
     Ok(())
 }
 
-/// Run every case whose name `pick` accepts, twice (without and with an existing output);
+/// Run every case twice (without and with an existing output);
 /// panics listing the failures.
-fn run_matrix(pick: impl Fn(&str) -> bool) {
+fn run_matrix() {
     let started = Instant::now();
     let root = tempfile::tempdir().unwrap();
     let w = root.path().join("w");
@@ -136,7 +136,7 @@ fn run_matrix(pick: impl Fn(&str) -> bool) {
         ("{k}", w.join("tiny.safetensors").display().to_string()),
         ("{a}", fx.join("mert_tiny/input0.wav").display().to_string()),
     ];
-    let cases: Vec<_> = cases::CASES.iter().filter(|c| pick(c.0)).collect();
+    let cases: Vec<_> = cases::CASES.iter().collect();
     let (mut failures, mut runs) = (Vec::new(), 0);
     for (i, case) in cases.iter().enumerate() {
         for previous in [false, true] {
@@ -161,20 +161,8 @@ fn run_matrix(pick: impl Fn(&str) -> bool) {
 
 #[test]
 fn every_bad_input_fails_with_one_line_naming_the_culprit_and_leaves_no_file() {
-    let names: Vec<&str> = cases::CASES.iter().map(|c| c.0).collect();
-    for p in cases::PENDING {
-        assert!(names.contains(p), "pending case `{p}` is not in the matrix");
-    }
-    let run = names.iter().filter(|n| !cases::PENDING.contains(n)).count();
-    assert!(run >= 45, "{run} cases");
-    run_matrix(|name| !cases::PENDING.contains(&name));
-}
-
-/// The cases waiting for a fix outside this test's files (see `cases::PENDING`).
-#[test]
-#[ignore = "needs fixes in train-native/src/main.rs (logger) and cli/bench.rs (--seconds bound)"]
-fn pending_cases() {
-    run_matrix(|name| cases::PENDING.contains(&name));
+    assert!(cases::CASES.len() >= 54, "{} cases", cases::CASES.len());
+    run_matrix();
 }
 
 /// Edge inputs that are not errors: silence and a coprime sample rate give finite embeddings.

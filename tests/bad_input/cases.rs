@@ -135,26 +135,6 @@ pub const CASES: &[(&str, &str, &str)] = &[
     ("pretrain: run folder inside a file", "pretrain --config {w}/run_ok.toml --out {w}/tiny.safetensors/run", "tiny.safetensors/run"),
 ];
 
-/// Cases that fail until a fix lands in a file this matrix's author does not own; run by the
-/// ignored `pending_cases`, skipped by the matrix:
-/// - symphonia's probe logs `[ERROR symphonia_core::formats::probe] probe reached EOF` through
-///   the CLI's logger before the one-line error (train-native/src/main.rs should filter the
-///   `symphonia` modules unless --verbose);
-/// - `bench --seconds` sizes its input without a bound: 1e12 aborts allocating 96 PB, 1e300
-///   panics with a capacity overflow (train-native/src/cli/bench.rs should refuse more than
-///   an hour).
-pub const PENDING: &[&str] = &[
-    "embed: empty audio",
-    "embed: random bytes",
-    "embed: random bytes as FLAC",
-    "embed: random MP3",
-    "embed --pool mean: empty audio",
-    "labels: empty audio",
-    "tag: random bytes",
-    "bench --seconds 1e12",
-    "bench --seconds 1e300",
-];
-
 /// The arguments of case `args` with `{E}` expanded.
 pub fn expand(args: &str) -> String {
     args.replace("{E}", E)

@@ -46,6 +46,16 @@ fn main() {
         } else {
             log::LevelFilter::Warn
         })
+        // symphonia logs each failed format probe at error level; the CLI's own one-line
+        // error already says the file is not audio it can read.
+        .filter_module(
+            "symphonia",
+            if args.verbose {
+                log::LevelFilter::Debug
+            } else {
+                log::LevelFilter::Off
+            },
+        )
         .format_timestamp(None)
         .init();
     if let Err(e) = cli::run(args) {
@@ -60,6 +70,8 @@ pub(crate) fn one_line(e: &anyhow::Error) -> String {
     for cause in e.chain() {
         let s = cause.to_string().replace('\n', " ");
         if !parts.iter().any(|p| p.contains(&s)) {
+            // a cause that already names the context (`file: why`) replaces the bare `file`
+            parts.retain(|p| !s.contains(p.as_str()));
             parts.push(s);
         }
     }
