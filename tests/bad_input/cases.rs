@@ -109,6 +109,7 @@ pub const CASES: &[(&str, &str, &str)] = &[
     ("bench --seconds=-1", "bench --model {k} --seconds=-1", "--seconds"),
     ("bench --seconds 1e12", "bench --model {k} --seconds 1e12", "--seconds"),
     ("bench --seconds 1e300", "bench --model {k} --seconds 1e300", "--seconds"),
+    ("bench --backend cuda (a build without it)", "bench --model {k} --backend cuda --seconds 1", "--backend cuda"),
     ("bench --threads 0", "bench --model {k} --threads 0", "--threads"),
     ("bench --repeats 0", "bench --model {k} --repeats 0", "--repeats"),
     ("labels --threads 0", "labels {a} --threads 0 --out {c}/l.safetensors", "--threads"),

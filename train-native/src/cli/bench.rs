@@ -1,4 +1,4 @@
-//! `mert bench --model M [--seconds S] [--threads N] [--backend cpu|wgpu] [--json]`: time of
+//! `mert bench --model M [--seconds S] [--threads N] [--backend cpu|wgpu|cuda] [--json]`: time of
 //! one forward pass over S seconds of audio (median and min over repeats after a warm-up),
 //! frames per second, real-time factor and peak resident memory.
 
