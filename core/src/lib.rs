@@ -13,6 +13,8 @@ pub mod pretrain;
 pub mod probe;
 pub mod quant;
 pub mod teachers;
+#[cfg(test)]
+mod test_util;
 
 pub use burn;
 pub use error::{MertError, Result};

@@ -257,17 +257,8 @@ mod tests {
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();
-            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let worst = want
-                .iter()
-                .zip(&got)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                worst / scale < 1e-5,
-                "{batch}x{frames}x{heads}x{head_dim}: {}",
-                worst / scale
-            );
+            let rel = crate::test_util::max_rel_err(&want, &got);
+            assert!(rel < 1e-5, "{batch}x{frames}x{heads}x{head_dim}: {}", rel);
         }
     }
 }

@@ -226,13 +226,7 @@ mod tests {
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
-        assert_eq!(got.len(), want.len());
-        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let worst = want
-            .iter()
-            .zip(&got)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(worst / scale < 1e-5, "rel err {}", worst / scale);
+        let rel = crate::test_util::max_rel_err(&want, &got);
+        assert!(rel < 1e-5, "rel err {}", rel);
     }
 }

@@ -122,12 +122,7 @@ mod tests {
         let y = q.forward(x);
         assert_eq!(y.dims(), [2, 9, 40]);
         let got = y.into_data().try_to_vec::<f32>().unwrap();
-        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let worst = want
-            .iter()
-            .zip(&got)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(worst / scale < 0.02, "rel err {}", worst / scale);
+        let rel = crate::test_util::max_rel_err(&want, &got);
+        assert!(rel < 0.02, "rel err {}", rel);
     }
 }
