@@ -143,3 +143,61 @@ fn loss_matches_the_reference_recipe() {
         assert!(e <= 1e-5, "{name}: {got} vs {want} (rel {e:.2e})");
     }
 }
+
+/// Every backbone parameter gets a gradient from a training step on burn's CPU backend. The
+/// kit's CPU kernels (GEMMs, GELU, convolutions, attention) compute on host slices outside
+/// burn's graph; a step on an autodiff device must go around them, or the layers behind them
+/// silently stop learning (found when bf16 and f32 steps disagreed).
+#[test]
+fn every_parameter_gets_a_gradient_on_the_cpu_backend() {
+    use burn::module::{Module, ModuleVisitor};
+    use burn::tensor::Distribution;
+    use mert_core::model::config::MertConfig;
+    use mert_core::model::mert::Mert;
+    use mert_core::pretrain::student_forward;
+
+    struct Missing<'a> {
+        grads: &'a burn::tensor::Gradients,
+        total: usize,
+        missing: usize,
+    }
+    impl ModuleVisitor for Missing<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.total += 1;
+            let nonzero = param
+                .val()
+                .grad(self.grads)
+                .map(|g| g.abs().sum().into_scalar::<f32>() > 0.0);
+            if nonzero != Some(true) {
+                self.missing += 1;
+            }
+        }
+    }
+
+    let device = Device::flex().autodiff();
+    let config = MertConfig::tiny();
+    let model = Mert::init(&config, &device);
+    let heads = PretrainHeads::init(&HeadsConfig::default(), config.hidden_size, &device);
+    let audio = Tensor::<2>::random([2, 8000], Distribution::Normal(0.0, 0.1), &device);
+    let frames = 24;
+    let mask: Vec<Vec<bool>> = (0..2)
+        .map(|b| (0..frames).map(|t| (t + b) % 3 == 0).collect())
+        .collect();
+    // No regularisation: the path inference takes too, where the CPU kernels apply.
+    let out = student_forward(&model, &heads, audio, &mask, 0.1, None);
+    assert_eq!(out.last.dims()[1], frames);
+    let loss = out.last.powi_scalar(2).mean() + out.conv_features.powi_scalar(2).mean();
+    let grads = loss.backward();
+    let mut v = Missing {
+        grads: &grads,
+        total: 0,
+        missing: 0,
+    };
+    model.visit(&mut v);
+    assert!(v.total > 30, "{}", v.total);
+    assert_eq!(
+        v.missing, 0,
+        "{} of {} parameters have no gradient",
+        v.missing, v.total
+    );
+}

@@ -128,6 +128,117 @@ fn resumed_run_continues_the_same_loss_curve() {
     assert!(std::fs::metadata(&emb).unwrap().len() > 1000);
 }
 
+/// Data parallel on two CPU replicas (burn's multi-device path: a model copy per device,
+/// gradients gathered on the main one) follows the one-device run with the same update_freq:
+/// each micro-batch keeps its crops, masks, noise and dropout draws whatever device runs it.
+#[test]
+fn two_devices_follow_the_one_device_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = run_file(tmp.path(), 4, 100, "update_freq = 2");
+    let cfg = config.to_str().unwrap();
+    let one = tmp.path().join("one");
+    let two = tmp.path().join("two");
+    let run = |out: &Path, devices: &str| {
+        ok(&[
+            "pretrain",
+            "--config",
+            cfg,
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+            "--devices",
+            devices,
+        ])
+    };
+    run(&one, "1");
+    run(&two, "2");
+    let (a, b) = (losses(&one), losses(&two));
+    assert_eq!(a.len(), 4, "{a:?}");
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    for ((sa, la), (sb, lb)) in a.iter().zip(&b) {
+        assert_eq!(sa, sb);
+        // f32 sums in another order; four optimiser steps later still within 1e-5.
+        assert!(
+            (la - lb).abs() <= 1e-5 * la.abs(),
+            "step {sa}: {la} vs {lb}"
+        );
+    }
+    // The step's micro-batches must split evenly over the devices.
+    let three = mert(&[
+        "pretrain",
+        "--config",
+        cfg,
+        "--out",
+        tmp.path().join("three").to_str().unwrap(),
+        "--devices",
+        "3",
+    ]);
+    assert_eq!(three.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&three.stderr);
+    assert!(
+        err.contains("--devices 3") && err.contains("update_freq"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!tmp.path().join("three").exists());
+}
+
+/// Mixed precision: the backbone computes in bfloat16 on f32 master weights. The losses track
+/// the f32 run (dropout off) within bfloat16's precision without being equal to it, and the exported model
+/// is f32 (`mert embed` reads it).
+#[test]
+fn bf16_mixed_precision_tracks_f32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f32_run = tmp.path().join("f32");
+    let bf16_run = tmp.path().join("bf16");
+    for (out, precision) in [(&f32_run, "f32"), (&bf16_run, "bf16")] {
+        let config = run_file(
+            out.parent().unwrap(),
+            6,
+            100,
+            &format!("precision = \"{precision}\""),
+        );
+        // Without dropout, so that only the number type differs between the runs.
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "num_hidden_layers = 1",
+            "num_hidden_layers = 1\nhidden_dropout = 0.0\nattention_dropout = 0.0\nfeat_proj_dropout = 0.0\nlayerdrop = 0.0",
+        );
+        let renamed = tmp.path().join(format!("{precision}.toml"));
+        std::fs::write(&renamed, text).unwrap();
+        ok(&[
+            "pretrain",
+            "--config",
+            renamed.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+    }
+    let (a, b) = (losses(&f32_run), losses(&bf16_run));
+    assert_eq!(a.len(), 6, "{a:?}");
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    let mut largest: f64 = 0.0;
+    for ((_, la), (_, lb)) in a.iter().zip(&b) {
+        largest = largest.max((la - lb).abs() / la.abs());
+    }
+    // bfloat16 keeps 8 bits of mantissa (relative step 2^-8 = 0.4%); six steps stay within 3%.
+    assert!(largest <= 3e-2, "{a:?} vs {b:?}");
+    assert!(largest > 1e-6, "the bf16 run equals the f32 run: {a:?}");
+    let config: toml::Value =
+        toml::from_str(&std::fs::read_to_string(bf16_run.join("config.toml")).unwrap()).unwrap();
+    assert_eq!(config["train"]["precision"].as_str(), Some("bf16"));
+    let emb = tmp.path().join("e.npy");
+    ok(&[
+        "embed",
+        example_clip().to_str().unwrap(),
+        "--model",
+        bf16_run.join("model.safetensors").to_str().unwrap(),
+        "--out",
+        emb.to_str().unwrap(),
+        "--quiet",
+    ]);
+}
+
 #[test]
 fn kill_9_loses_at_most_one_interval() {
     let tmp = tempfile::tempdir().unwrap();

@@ -134,6 +134,9 @@ pub const CASES: &[(&str, &str, &str)] = &[
     ("pretrain: missing training folder", "pretrain --config {w}/run_no_data.toml --out {c}/run", "/no/such/folder"),
     ("pretrain: missing codec", "pretrain --config {w}/run_codec.toml --out {c}/run", "/no/such/codec.safetensors"),
     ("pretrain: run folder inside a file", "pretrain --config {w}/run_ok.toml --out {w}/tiny.safetensors/run", "tiny.safetensors/run"),
+    ("pretrain: --devices 0", "pretrain --config {w}/run_ok.toml --out {c}/run --devices 0", "--devices 0"),
+    ("pretrain: update_freq not a multiple of --devices", "pretrain --config {w}/run_ok.toml --out {c}/run --devices 2", "--devices 2|update_freq"),
+    ("pretrain: precision fp16", "pretrain --config {w}/run_precision.toml --out {c}/run", "run_precision.toml|fp16"),
 ];
 
 /// The arguments of case `args` with `{E}` expanded.

@@ -300,6 +300,7 @@ pub fn craft(w: &Path) {
         ),
         ("run_wrong_type.toml", run("", "", "batch_size = \"eight\"")),
         ("run_lr.toml", run("", "", "lr = -1.0")),
+        ("run_precision.toml", run("", "", "precision = \"fp16\"")),
         ("run_betas.toml", run("", "", "adam_betas = [0.9, 1.5]")),
         ("run_model_key.toml", run("hidden_sise = 64", "", "")),
         (

@@ -22,6 +22,58 @@ impl Backend {
             Backend::Cuda => cuda_device(),
         }
     }
+
+    /// `n` devices for data-parallel training, the main one first. On `cpu` these are `n`
+    /// replicas on the one CPU device (threads sharing its cores: the multi-device code path,
+    /// not a speed-up); on `wgpu` and `cuda` the first `n` adapters or GPUs.
+    pub fn devices(self, n: usize) -> Result<Vec<Device>> {
+        if n == 0 || n > MAX_DEVICES {
+            anyhow::bail!("--devices {n}: expected 1 to {MAX_DEVICES}");
+        }
+        if n == 1 {
+            return Ok(vec![self.device()?]);
+        }
+        match self {
+            Backend::Cpu => Ok(vec![Device::flex(); n]),
+            Backend::Wgpu => wgpu_devices(n),
+            Backend::Cuda => cuda_devices(n),
+        }
+    }
+}
+
+/// More replicas than this is a typo, not a machine.
+pub const MAX_DEVICES: usize = 64;
+
+fn take(kind: &str, found: Vec<Device>, n: usize) -> Result<Vec<Device>> {
+    if found.len() < n {
+        anyhow::bail!(
+            "--devices {n}: this machine has {} {kind} device(s)",
+            found.len()
+        );
+    }
+    Ok(found.into_iter().take(n).collect())
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_devices(n: usize) -> Result<Vec<Device>> {
+    let found = Device::enumerate(burn::tensor::DeviceType::Wgpu).into_vec();
+    take("wgpu", found, n)
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_devices(_: usize) -> Result<Vec<Device>> {
+    wgpu_device().map(|d| vec![d])
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_devices(n: usize) -> Result<Vec<Device>> {
+    let found = Device::enumerate(burn::tensor::DeviceType::Cuda).into_vec();
+    take("CUDA", found, n)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_devices(_: usize) -> Result<Vec<Device>> {
+    cuda_device().map(|d| vec![d])
 }
 
 #[cfg(feature = "wgpu")]

@@ -173,6 +173,7 @@ pub fn int8_enabled(device: &Device) -> bool {
     #[cfg(feature = "flex")]
     {
         *device == Device::flex()
+            && !device.is_autodiff()
             && crate::quant::gemm::fast()
             && std::env::var("MERT_INT8").map_or(true, |v| v != "0")
     }

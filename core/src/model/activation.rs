@@ -89,11 +89,14 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_data(data, &device)
 }
 
-/// An f32 tensor on burn's CPU backend without autodiff.
+/// An f32 tensor on burn's CPU backend without autodiff: the kit's CPU kernels work on host
+/// slices outside burn's graph, so a training step (an autodiff device) must not take them.
+/// (`Device`'s equality ignores autodiff, hence the explicit check.)
 pub(crate) fn on_cpu_inference<const D: usize>(x: &Tensor<D>) -> bool {
     #[cfg(feature = "flex")]
     {
-        x.dtype() == DType::F32 && x.device() == burn::tensor::Device::flex()
+        let device = x.device();
+        x.dtype() == DType::F32 && device == burn::tensor::Device::flex() && !device.is_autodiff()
     }
     #[cfg(not(feature = "flex"))]
     {

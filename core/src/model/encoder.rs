@@ -2,6 +2,7 @@
 //! reference's hidden-state conventions. Mirrors `HubertEncoder` (post-LN) and
 //! `HubertEncoderStableLayerNorm` (pre-LN).
 
+use super::norm::NormF32;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Bool, Device, Tensor};
@@ -92,7 +93,7 @@ impl Encoder {
         };
         let mut h = h.clone() + self.pos_conv_embed.forward(h);
         if !self.pre_ln {
-            h = self.layer_norm.forward(h);
+            h = self.layer_norm.forward_f32(h);
         }
         h = maybe_dropout(h, reg, |r| r.hidden);
         let mut states = Vec::with_capacity(self.layers.len() + 1);
@@ -103,7 +104,7 @@ impl Encoder {
             }
         }
         if self.pre_ln {
-            h = self.layer_norm.forward(h);
+            h = self.layer_norm.forward_f32(h);
         }
         states.push(keep(self.layers.len()).then_some(h));
         states

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::norm::NormF32;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig};
@@ -49,11 +50,11 @@ impl ConvLayer {
             None => self.conv.forward(x),
         };
         if let Some(norm) = &self.group_norm {
-            x = norm.forward(x);
+            x = norm.forward_f32(x);
         }
         if let Some(norm) = &self.layer_norm {
             // LayerNorm normalises the last axis: [batch, frames, channels] and back.
-            x = norm.forward(x.swap_dims(1, 2)).swap_dims(1, 2);
+            x = norm.forward_f32(x.swap_dims(1, 2)).swap_dims(1, 2);
         }
         gelu(x)
     }
@@ -374,7 +375,7 @@ impl FeatureProjection {
     /// `[batch, frames, channels]` -> `[batch, frames, hidden]`
     pub fn forward(&self, features: Tensor<3>) -> Tensor<3> {
         let x = match &self.layer_norm {
-            Some(norm) => norm.forward(features),
+            Some(norm) => norm.forward_f32(features),
             None => features,
         };
         self.projection.forward(x)

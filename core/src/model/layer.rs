@@ -2,6 +2,7 @@
 //! post-LN (`HubertEncoderLayer`, MERT-v1-95M) and pre-LN (`HubertEncoderLayerStableLayerNorm`,
 //! MERT-v1-330M). Dropout only when training (`forward_with` and a [`Regularize`]).
 
+use super::norm::NormF32;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Bool, Device, Tensor};
@@ -79,15 +80,15 @@ impl EncoderLayer {
             maybe_dropout(a, reg, |r| r.hidden)
         };
         if self.pre_ln {
-            let h = h.clone() + attend(self.layer_norm.forward(h));
+            let h = h.clone() + attend(self.layer_norm.forward_f32(h));
             h.clone()
                 + self
                     .feed_forward
-                    .forward_with(self.final_layer_norm.forward(h), reg)
+                    .forward_with(self.final_layer_norm.forward_f32(h), reg)
         } else {
-            let h = self.layer_norm.forward(h.clone() + attend(h));
+            let h = self.layer_norm.forward_f32(h.clone() + attend(h));
             self.final_layer_norm
-                .forward(h.clone() + self.feed_forward.forward_with(h, reg))
+                .forward_f32(h.clone() + self.feed_forward.forward_with(h, reg))
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod encoder;
 pub mod feature_encoder;
 pub mod layer;
 pub mod mert;
+pub mod norm;
 pub mod pos_conv;
 pub mod regularize;
 #[cfg(feature = "flex")]

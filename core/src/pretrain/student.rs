@@ -47,11 +47,12 @@ pub fn student_forward(
     let h = if flat.iter().any(|&m| m) {
         let mask = Tensor::<3, Bool>::from_data(TensorData::new(flat, [batch, frames, 1]), &device)
             .expand([batch, frames, hidden]);
-        let emb = heads
-            .mask_emb
-            .val()
-            .reshape([1, 1, hidden])
-            .expand([batch, frames, hidden]);
+        // The heads stay f32 when the backbone computes in a half type (mixed precision).
+        let mut emb = heads.mask_emb.val();
+        if emb.dtype() != h.dtype() {
+            emb = emb.cast(h.dtype());
+        }
+        let emb = emb.reshape([1, 1, hidden]).expand([batch, frames, hidden]);
         h.mask_where(mask, emb)
     } else {
         h

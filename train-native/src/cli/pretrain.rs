@@ -12,6 +12,11 @@ use crate::pretrain::pretrain;
 pub struct PretrainArgs {
     #[command(flatten)]
     pub run: RunArgs,
+    /// Train data-parallel on this many devices of --backend (the first N GPUs; on cpu, N
+    /// replicas sharing the cores). [train] update_freq must be a multiple of N: the step's
+    /// micro-batches are spread over the devices, so the run matches a one-device run.
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
 }
 
 pub fn run(args: PretrainArgs, quiet: bool) -> Result<()> {
@@ -23,6 +28,7 @@ pub fn run(args: PretrainArgs, quiet: bool) -> Result<()> {
         a.resume,
         a.stop_at,
         a.backend,
+        args.devices,
         |m, max| {
             report.step(
                 m.step,

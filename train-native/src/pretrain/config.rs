@@ -82,6 +82,18 @@ pub struct TrainConfig {
     pub update_freq: usize,
     /// Licence recorded in the exported model (should follow the training data's).
     pub license: String,
+    /// `f32`, or `bf16`: mixed precision, the backbone's forward and backward in bfloat16
+    /// while the master weights, the optimiser, the heads and the loss stay f32.
+    pub precision: Precision,
+}
+
+/// The number type the backbone computes in during training.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
 }
 
 impl Default for TrainConfig {
@@ -103,6 +115,7 @@ impl Default for TrainConfig {
             weight_decay: 0.01,
             update_freq: 1,
             license: "unspecified".into(),
+            precision: Precision::F32,
         }
     }
 }
@@ -439,6 +452,7 @@ mod tests {
                 assert_eq!((m.hidden_size, m.num_hidden_layers), (1024, 24));
                 assert!(m.do_stable_layer_norm);
                 assert_eq!(c.train.update_freq, 8);
+                assert_eq!(c.train.precision, Precision::Bf16);
             }
         }
     }

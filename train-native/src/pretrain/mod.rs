@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod replicas;
 pub mod train;
 
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use burn::tensor::Device;
 use mert_core::pretrain::StepRng;
 use mert_core::teachers::{Cqt, CqtConfig, load_codec_path};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, MAX_DEVICES};
 use crate::output::write_atomic;
 use crate::probe::features::file_id;
 use checkpoint::{Pretrainer, RunState};
@@ -35,17 +36,32 @@ pub struct Summary {
     pub final_loss: Option<f64>,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn pretrain(
     config_path: &Path,
     out: &Path,
     resume: bool,
     stop_at: Option<u64>,
     backend: Backend,
+    devices: usize,
     mut on_log: impl FnMut(&Metrics, u64),
     mut on_note: impl FnMut(&str),
 ) -> Result<Summary> {
     let config = RunConfig::load(config_path)?;
     let model_config = config.model_config()?;
+    let t = &config.train;
+    if devices > 1 && devices <= MAX_DEVICES && !t.update_freq.is_multiple_of(devices) {
+        bail!(
+            "--devices {devices}: [train] update_freq = {} in {} must be a multiple of it (each device takes whole micro-batches of batch_size crops)",
+            t.update_freq,
+            config_path.display()
+        );
+    }
+    let devices: Vec<_> = backend
+        .devices(devices)?
+        .into_iter()
+        .map(|d| d.autodiff())
+        .collect();
     // Missing data or a bad codec fail before the run folder exists.
     require_inputs(&config.data.train, &config.data.valid)?;
     let cache = config
@@ -96,7 +112,7 @@ pub fn pretrain(
     let latest = checkpoint::ensure_empty_or_resume(out, resume)?;
     write_atomic(&out.join("config.toml"), config.to_toml()?.as_bytes())?;
 
-    let device = backend.device()?.autodiff();
+    let device = devices[0].clone();
     device.seed(config.train.seed);
 
     let codes_fn = codec.as_ref().map(|(codec, _)| {
@@ -171,6 +187,7 @@ pub fn pretrain(
         config: &config,
         model_config: model_config.clone(),
         device,
+        devices,
         train: train_corpus.clone(),
         valid: valid_corpus,
         crop,

@@ -3,13 +3,13 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use mert_core::MertConfig;
 use mert_core::audio::normalize;
 use mert_core::model::Regularize;
@@ -20,13 +20,17 @@ use mert_core::pretrain::{
 use super::checkpoint::{self, Pretrainer, RunState};
 use super::config::RunConfig;
 use super::data::{Batch, Corpus, Crop, draw_batch, prefetch};
+use super::replicas;
 
 /// Where a run is and what it trains.
 pub struct Run<'a> {
     pub dir: &'a Path,
     pub config: &'a RunConfig,
     pub model_config: MertConfig,
+    /// The main device (optimiser, checkpoints, validation): `devices[0]`.
     pub device: Device,
+    /// Every device a step's micro-batches are spread over (data parallel), main first.
+    pub devices: Vec<Device>,
     pub train: Arc<Corpus>,
     pub valid: Option<Arc<Corpus>>,
     pub crop: Crop,
@@ -65,11 +69,14 @@ pub fn adamw(betas: [f64; 2], eps: f64, weight_decay: f64) -> ModuleOptimizer {
         .init()
 }
 
-/// The loss of one micro-batch; the RNG streams come from the step. `train`: dropout and
+/// The loss of one micro-batch on `device` (where `trainer` lives); the RNG streams come
+/// from the step and the micro-batch's index, so they do not depend on the device count. `train`: dropout and
 /// LayerDrop as the model config says (`mixture`: the noise mixture, when on).
+#[allow(clippy::too_many_arguments)]
 pub fn batch_loss(
     trainer: &Pretrainer,
     run: &Run,
+    device: &Device,
     batch: &Batch,
     rng_step: u64,
     micro: u64,
@@ -89,7 +96,16 @@ pub fn batch_loss(
     let b = audio.len();
     let samples = audio[0].len();
     let flat: Vec<f32> = audio.into_iter().flatten().collect();
-    let input = Tensor::<2>::from_data(TensorData::new(flat, [b, samples]), &run.device);
+    let mut input = Tensor::<2>::from_data(TensorData::new(flat, [b, samples]), device);
+    // A mixed-precision replica's backbone is in a half type; its input follows.
+    let dtype = trainer.model.feature_extractor.conv_layers[0]
+        .conv
+        .weight
+        .val()
+        .dtype();
+    if dtype != input.dtype() {
+        input = input.cast(dtype);
+    }
     let mut rng = StepRng::for_step(seed, rng_step, 300 + micro);
     let m = &cfg.masking;
     let mask = span_mask(&mut rng, b, batch.frames, m.prob, m.length, m.min_masks);
@@ -99,20 +115,34 @@ pub fn batch_loss(
         let keep = (0..mc.num_hidden_layers)
             .map(|_| rng.uniform() >= mc.layerdrop)
             .collect();
-        // Dropout masks come from the device's generator: seeded per step, so a resumed run
-        // draws the same ones.
-        run.device.seed(rng.next_u64());
-        Regularize::from_config(mc, keep)
+        (rng.next_u64(), Regularize::from_config(mc, keep))
     });
     let heads_cfg = &cfg.heads;
+    // Dropout masks come from the device's generator, seeded per micro-batch so a resumed run
+    // draws the same ones. A backend may keep one generator for all its devices, so replicas
+    // take turns between seeding and the end of the forward pass.
+    let _turn = reg.as_ref().map(|(seed, _)| {
+        let turn = FORWARD_TURN.lock().unwrap_or_else(|e| e.into_inner());
+        device.seed(*seed);
+        turn
+    });
     let out = student_forward(
         &trainer.model,
         &trainer.heads,
         input,
         &mask,
         heads_cfg.feature_grad_mult,
-        reg.as_ref(),
+        reg.as_ref().map(|(_, r)| r),
     );
+    drop(_turn);
+    let (conv_features, last) = if dtype == DType::F32 {
+        (out.conv_features, out.last)
+    } else {
+        (
+            out.conv_features.cast(DType::F32),
+            out.last.cast(DType::F32),
+        )
+    };
     let index = masked_index(&mask);
     let n = index.len();
     let codes = batch.codes.as_ref().map(|codes| {
@@ -121,7 +151,7 @@ pub fn batch_loss(
             .iter()
             .flat_map(|&i| codes[i * k..(i + 1) * k].iter().copied())
             .collect();
-        Tensor::<2, Int>::from_data(TensorData::new(rows, [n, k]), &run.device)
+        Tensor::<2, Int>::from_data(TensorData::new(rows, [n, k]), device)
     });
     let cqt = batch.cqt.as_ref().map(|cqt| {
         let bins = batch.bins;
@@ -129,12 +159,14 @@ pub fn batch_loss(
             .iter()
             .flat_map(|&i| cqt[i * bins..(i + 1) * bins].iter().copied())
             .collect();
-        Tensor::<2>::from_data(TensorData::new(rows, [n, bins]), &run.device)
+        Tensor::<2>::from_data(TensorData::new(rows, [n, bins]), device)
     });
     trainer
         .heads
-        .loss(heads_cfg, out.conv_features, out.last, &index, codes, cqt)
+        .loss(heads_cfg, conv_features, last, &index, codes, cqt)
 }
+
+static FORWARD_TURN: Mutex<()> = Mutex::new(());
 
 /// Sum of squared gradients over every parameter, then scale all by `clip / norm` if larger.
 struct GradNorm<'a> {
@@ -183,7 +215,7 @@ pub fn clip_global_norm<M: Module>(trainer: &M, grads: &mut GradientsParams, cli
     norm
 }
 
-fn scalar(t: &Tensor<1>) -> f64 {
+pub fn scalar(t: &Tensor<1>) -> f64 {
     t.clone().into_scalar::<f32>() as f64
 }
 
@@ -198,7 +230,7 @@ pub fn valid_loss(trainer: &Pretrainer, run: &Run) -> Result<Option<f64>> {
         let fixed = u64::MAX - i as u64;
         let mut rng = StepRng::for_step(t.seed, fixed, 100);
         let batch = draw_batch(corpus, run.crop, t.batch_size, &mut rng)?;
-        let terms = batch_loss(trainer, run, &batch, fixed, 0, None, false);
+        let terms = batch_loss(trainer, run, &run.device, &batch, fixed, 0, None, false);
         total += scalar(&terms.total.detach());
     }
     Ok(Some(total / t.valid_batches.max(1) as f64))
@@ -239,18 +271,8 @@ pub fn train(
             .recv()
             .context("the data loader stopped")?
             .context("reading a training batch")?;
-        let mut accumulator = GradientsAccumulator::<Pretrainer>::new();
-        let (mut loss, mut codes, mut cqt, mut pen) = (0.0, 0.0, 0.0, 0.0);
-        for (m, batch) in micro.iter().enumerate() {
-            let terms = batch_loss(&trainer, run, batch, step, m as u64, mixture.as_ref(), true);
-            let objective = terms.total.clone() / t.update_freq as f64;
-            let grads = objective.backward();
-            accumulator.accumulate(&trainer, GradientsParams::from_grads(grads, &trainer));
-            loss += scalar(&terms.total.detach());
-            codes += scalar(&terms.codes.detach());
-            cqt += scalar(&terms.cqt.detach());
-            pen += scalar(&terms.features_pen.detach());
-        }
+        let (mut grads, sums) = replicas::step_grads(&trainer, run, &micro, step, mixture.as_ref());
+        let (loss, codes, cqt, pen) = (sums.loss, sums.codes, sums.cqt, sums.pen);
         let k = micro.len() as f64;
         if !loss.is_finite() {
             bail!(
@@ -258,7 +280,6 @@ pub fn train(
                 step + 1
             );
         }
-        let mut grads = accumulator.grads();
         let grad_norm = clip_global_norm(&trainer, &mut grads, t.clip_norm);
         let lr = learning_rate(step, t.lr, t.warmup_steps, t.max_steps);
         trainer = optim.step(lr, trainer, grads);
