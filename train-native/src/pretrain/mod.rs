@@ -62,6 +62,20 @@ pub fn pretrain(
         .into_iter()
         .map(|d| d.autodiff())
         .collect();
+    if config.train.precision == config::Precision::Bf16 {
+        // A device that stores bfloat16 but has no arithmetic for it (wgpu on Vulkan, often)
+        // would train on garbage.
+        if devices
+            .iter()
+            .any(|d| !d.supports_dtype(burn::tensor::FloatDType::BF16))
+        {
+            bail!(
+                "[train] precision = \"bf16\" in {}: the --backend {} device has no bfloat16 arithmetic; use precision = \"f32\" there",
+                config_path.display(),
+                format!("{backend:?}").to_lowercase()
+            );
+        }
+    }
     // Missing data or a bad codec fail before the run folder exists.
     require_inputs(&config.data.train, &config.data.valid)?;
     let cache = config
