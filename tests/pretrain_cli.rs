@@ -60,6 +60,17 @@ fn losses(run: &Path) -> Vec<(u64, f64)> {
         .collect()
 }
 
+/// Runs `a` and `b` logged the same `steps` steps with losses equal to `rel` (relative).
+fn same_curve(a: &Path, b: &Path, steps: usize, rel: f64) {
+    let (a, b) = (losses(a), losses(b));
+    assert_eq!(a.len(), steps, "{a:?}");
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    for ((sa, la), (sb, lb)) in a.iter().zip(&b) {
+        assert_eq!(sa, sb);
+        assert!((la - lb).abs() <= rel * la.abs(), "step {sa}: {la} vs {lb}");
+    }
+}
+
 #[test]
 fn resumed_run_continues_the_same_loss_curve() {
     let tmp = tempfile::tempdir().unwrap();
@@ -104,16 +115,7 @@ fn resumed_run_continues_the_same_loss_curve() {
         "--quiet",
         "--resume",
     ]);
-    let (a, b) = (losses(&whole), losses(&parts));
-    assert_eq!(a.len(), 6, "{a:?}");
-    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
-    for ((sa, la), (sb, lb)) in a.iter().zip(&b) {
-        assert_eq!(sa, sb);
-        assert!(
-            (la - lb).abs() <= 1e-6 * la.abs(),
-            "step {sa}: {la} vs {lb}"
-        );
-    }
+    same_curve(&whole, &parts, 6, 1e-6);
     // The exported model is a kit file `mert embed` reads.
     let emb = tmp.path().join("e.npy");
     ok(&[
@@ -152,17 +154,8 @@ fn two_devices_follow_the_one_device_run() {
     };
     run(&one, "1");
     run(&two, "2");
-    let (a, b) = (losses(&one), losses(&two));
-    assert_eq!(a.len(), 4, "{a:?}");
-    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
-    for ((sa, la), (sb, lb)) in a.iter().zip(&b) {
-        assert_eq!(sa, sb);
-        // f32 sums in another order; four optimiser steps later still within 1e-5.
-        assert!(
-            (la - lb).abs() <= 1e-5 * la.abs(),
-            "step {sa}: {la} vs {lb}"
-        );
-    }
+    // f32 sums in another order; four optimiser steps later still within 1e-5.
+    same_curve(&one, &two, 4, 1e-5);
     // The step's micro-batches must split evenly over the devices.
     let three = mert(&[
         "pretrain",
