@@ -452,7 +452,6 @@ mod tests {
                 assert_eq!((m.hidden_size, m.num_hidden_layers), (1024, 24));
                 assert!(m.do_stable_layer_norm);
                 assert_eq!(c.train.update_freq, 8);
-                assert_eq!(c.train.precision, Precision::Bf16);
             }
         }
     }
