@@ -47,6 +47,9 @@ impl ConvLayer {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let mut x = match &self.int8 {
             Some(w) => conv_frames(&self.conv, Some(w), x.swap_dims(1, 2)).swap_dims(1, 2),
+            None if super::conv_train::applies(&self.conv, &x) => {
+                super::conv_train::forward(&self.conv, x)
+            }
             None => self.conv.forward(x),
         };
         if let Some(norm) = &self.group_norm {

@@ -9,6 +9,7 @@ pub mod config;
 #[cfg(feature = "flex")]
 pub mod conv0;
 pub mod conv_frames;
+pub mod conv_train;
 pub mod dense;
 pub mod encoder;
 pub mod feature_encoder;
