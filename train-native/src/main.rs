@@ -40,6 +40,17 @@ fn main() {
         // SAFETY: no other thread exists yet.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
     }
+    // burn materialises state it loads without a device (the optimiser's, on --resume) on its
+    // default device, a GPU in a wgpu build; a CPU run keeps it on the CPU.
+    let run_backend = match &args.command {
+        cli::Command::Pretrain(a) => Some(a.run.backend),
+        cli::Command::TrainCodec(a) => Some(a.run.backend),
+        _ => None,
+    };
+    if run_backend == Some(backend::Backend::Cpu) && std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
     env_logger::Builder::new()
         .filter_level(if args.verbose {
             log::LevelFilter::Debug
