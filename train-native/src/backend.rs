@@ -42,7 +42,7 @@ impl Backend {
 }
 
 /// More replicas than this is a typo, not a machine.
-pub const MAX_DEVICES: usize = 64;
+const MAX_DEVICES: usize = 64;
 
 fn take(kind: &str, found: Vec<Device>, n: usize) -> Result<Vec<Device>> {
     if found.len() < n {

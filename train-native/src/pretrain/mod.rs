@@ -16,7 +16,7 @@ use burn::tensor::Device;
 use mert_core::pretrain::StepRng;
 use mert_core::teachers::{Cqt, CqtConfig, load_codec_path};
 
-use crate::backend::{Backend, MAX_DEVICES};
+use crate::backend::Backend;
 use crate::output::write_atomic;
 use crate::probe::features::file_id;
 use checkpoint::{Pretrainer, RunState};
@@ -49,19 +49,20 @@ pub fn pretrain(
 ) -> Result<Summary> {
     let config = RunConfig::load(config_path)?;
     let model_config = config.model_config()?;
+    let count = devices;
+    let devices: Vec<_> = backend
+        .devices(count)?
+        .into_iter()
+        .map(|d| d.autodiff())
+        .collect();
     let t = &config.train;
-    if devices > 1 && devices <= MAX_DEVICES && !t.update_freq.is_multiple_of(devices) {
+    if !t.update_freq.is_multiple_of(count) {
         bail!(
-            "--devices {devices}: [train] update_freq = {} in {} must be a multiple of it (each device takes whole micro-batches of batch_size crops)",
+            "--devices {count}: [train] update_freq = {} in {} must be a multiple of it (each device takes whole micro-batches of batch_size crops)",
             t.update_freq,
             config_path.display()
         );
     }
-    let devices: Vec<_> = backend
-        .devices(devices)?
-        .into_iter()
-        .map(|d| d.autodiff())
-        .collect();
     if config.train.precision == config::Precision::Bf16 {
         // A device that stores bfloat16 but has no arithmetic for it (wgpu on Vulkan, often)
         // would train on garbage.
