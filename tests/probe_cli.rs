@@ -131,6 +131,54 @@ fn probe_learns_and_tag_reports() {
     assert_eq!(timeline[0]["start"], 0.0);
     let p = timeline[1]["tags"]["noise"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&p));
+    // Every hidden state side by side (`--layer concat`): the head's input is states * dim
+    // wide, and the file it writes tags as well.
+    let concat = json(&ok(&[
+        "probe",
+        "--model",
+        &model,
+        "--layer",
+        "concat",
+        "--train",
+        &s("train.csv"),
+        "--valid",
+        &s("valid.csv"),
+        "--test",
+        &s("test.csv"),
+        "--out",
+        &s("concat.safetensors"),
+        "--epochs",
+        "40",
+        "--quiet",
+    ]));
+    assert_eq!(concat["layer"], "concat");
+    assert!(
+        concat["test"]["roc_auc"].as_f64().unwrap() >= 0.9,
+        "{concat}"
+    );
+    let out = json(&ok(&[
+        "tag",
+        &s("test0.wav"),
+        "--model",
+        &s("concat.safetensors"),
+        "--json",
+    ]));
+    assert_eq!(out["tags"][0]["tag"], "tone", "{out}");
+    let bad = mert(&[
+        "probe",
+        "--model",
+        &model,
+        "--layer",
+        "sum",
+        "--train",
+        &s("train.csv"),
+        "--valid",
+        &s("valid.csv"),
+        "--out",
+        &s("x.safetensors"),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--layer sum"));
     // A model without a head is refused in one line.
     let no_head = mert(&["tag", &s("test0.wav"), "--model", &model]);
     assert_eq!(no_head.status.code(), Some(1));

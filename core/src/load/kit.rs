@@ -239,7 +239,7 @@ fn check_head_tensors(config: &HeadConfig, head: &TensorMap, path: &Path) -> Res
         ("feat_mean", states.checked_mul(dim)),
         ("feat_std", states.checked_mul(dim)),
         ("layer_weights", Some(states.saturating_sub(1).max(1))),
-        ("fc1.weight", dim.checked_mul(hidden)),
+        ("fc1.weight", config.input_width().checked_mul(hidden)),
         ("fc1.bias", Some(hidden)),
         ("fc2.weight", hidden.checked_mul(tags)),
         ("fc2.bias", Some(tags)),

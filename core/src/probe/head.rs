@@ -1,7 +1,8 @@
 //! The tagging head on frozen MERT features (MARBLE's probe, spec §5.2): per hidden state,
 //! the time-mean of the frames; then either a learned softmax-weighted sum over the
-//! transformer layers' states (index 0, the input to the transformer, excluded) or one chosen
-//! state; then Linear(D -> 512), ReLU, Dropout(0.2), Linear(512 -> tags). Sigmoid outputs.
+//! transformer layers' states (index 0, the input to the transformer, excluded), one chosen
+//! state, or every state side by side; then Linear(D -> 512), ReLU, Dropout(0.2),
+//! Linear(512 -> tags). Sigmoid outputs.
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
@@ -17,6 +18,9 @@ use crate::error::{MertError, Result};
 pub enum LayerChoice {
     /// Learned weights over hidden states `1..=L`.
     All,
+    /// Every hidden state `0..=L`, concatenated (`states * dim` inputs): a small backbone
+    /// keeps different things in different layers, which a weighted sum mixes away.
+    Concat,
     /// One hidden state.
     #[serde(untagged)]
     Index(usize),
@@ -92,10 +96,21 @@ impl HeadConfig {
                 format!("{i} but there are {} hidden states", self.states),
             );
         }
+        if self.layer == LayerChoice::Concat && self.states.checked_mul(self.dim).is_none() {
+            return bad("states", "states * dim overflows".into());
+        }
         if self.layer == LayerChoice::All && self.states < 2 {
             return bad("layer", "`all` needs at least one transformer layer".into());
         }
         Ok(())
+    }
+
+    /// Width of the head's input (`fc1`'s input features).
+    pub fn input_width(&self) -> usize {
+        match self.layer {
+            LayerChoice::Concat => self.states.saturating_mul(self.dim),
+            _ => self.dim,
+        }
     }
 }
 
@@ -118,7 +133,7 @@ impl TagHead {
             feat_mean: Param::from_tensor(Tensor::zeros([config.states, config.dim], device)),
             feat_std: Param::from_tensor(Tensor::ones([config.states, config.dim], device)),
             layer_weights: Param::from_tensor(Tensor::zeros([n], device)),
-            fc1: LinearConfig::new(config.dim, config.hidden).init(device),
+            fc1: LinearConfig::new(config.input_width(), config.hidden).init(device),
             fc2: LinearConfig::new(config.hidden, config.tags.len()).init(device),
         }
     }
@@ -131,6 +146,7 @@ impl TagHead {
         let pooled = (pooled - mean) / std;
         match config.layer {
             LayerChoice::Index(i) => pooled.narrow(1, i, 1).reshape([batch, dim]),
+            LayerChoice::Concat => pooled.reshape([batch, states * dim]),
             LayerChoice::All => {
                 let w = softmax(self.layer_weights.val(), 0).reshape([1, states - 1, 1]);
                 (pooled.narrow(1, 1, states - 1) * w)

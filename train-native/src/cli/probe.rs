@@ -39,7 +39,8 @@ pub struct ProbeArgs {
     /// The model with its head (kit .safetensors); with --features cqt, the head alone.
     #[arg(long)]
     pub out: PathBuf,
-    /// `all` (learned weights over the layers) or one hidden-state index.
+    /// `all` (learned weights over the layers, MARBLE's protocol), `concat` (every hidden
+    /// state side by side) or one hidden-state index.
     #[arg(long, default_value = "all")]
     pub layer: String,
     #[arg(long, value_enum, default_value = "mert")]
@@ -150,14 +151,15 @@ pub fn run(args: ProbeArgs, quiet: bool) -> Result<()> {
         ),
     };
     let (states, dim) = extractor.shape();
-    let layer = match (args.features, args.layer.as_str()) {
-        (Features::Cqt, _) => LayerChoice::Index(0),
-        (_, "all") => LayerChoice::All,
-        (_, n) => LayerChoice::Index(
-            n.parse()
-                .map_err(|_| anyhow::anyhow!("--layer {n}: expected `all` or an index"))?,
-        ),
-    };
+    let layer =
+        match (args.features, args.layer.as_str()) {
+            (Features::Cqt, _) => LayerChoice::Index(0),
+            (_, "all") => LayerChoice::All,
+            (_, "concat") => LayerChoice::Concat,
+            (_, n) => LayerChoice::Index(n.parse().map_err(|_| {
+                anyhow::anyhow!("--layer {n}: expected `all`, `concat` or an index")
+            })?),
+        };
     let config = HeadConfig {
         tags: tags.clone(),
         pooling: "mean".into(),
