@@ -31,21 +31,34 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import soundfile as sf
 
 SR = 24000
-CATALOG_VERSION = 3
+CATALOG_VERSION = 4
 SPLITS = ("train", "valid", "test")
 # Pieces (groups of pieces sharing a tune) are split by a seeded hash BEFORE any clip is sampled.
 # Fixed fractions, so that changing --train/--valid/--test never moves a piece between splits.
 SPLIT_FRACTIONS = {"train": 0.68, "valid": 0.12, "test": 0.20}
 
+SF2, SF3 = "/usr/share/sounds/sf2", "/usr/share/sounds/sf3"
 SOUNDFONTS = {
-    # split kind -> (path, fluidsynth gain). TimGM6mb is louder (clips at -g 0.6).
-    "A": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", 0.30),
-    "B": ("/usr/share/sounds/sf2/TimGM6mb.sf2", 0.20),
+    # file name -> (path, fluidsynth gain). The gain only keeps fluidsynth's float output below
+    # full scale (it is halved on a clip); every clip is then normalised to its planned loudness.
+    "FluidR3_GM.sf2": (f"{SF2}/FluidR3_GM.sf2", 0.30),                      # MIT
+    "MuseScore_General_Lite.sf3": (f"{SF3}/MuseScore_General_Lite.sf3", 0.30),  # MIT
+    "sf_GMbank.sf2": (f"{SF2}/sf_GMbank.sf2", 0.30),                        # public domain
+    "TimGM6mb.sf2": (f"{SF2}/TimGM6mb.sf2", 0.20),                          # GPL-2, louder
+}
+# Train/valid clips take one of three soundfonts (a seeded deck per split, in equal shares), so
+# a head learns instrument families across timbres; the test split uses a fourth that training
+# never hears.
+SPLIT_SOUNDFONTS = {
+    "train": ["FluidR3_GM.sf2", "MuseScore_General_Lite.sf3", "sf_GMbank.sf2"],
+    "valid": ["FluidR3_GM.sf2", "MuseScore_General_Lite.sf3", "sf_GMbank.sf2"],
+    "test": ["TimGM6mb.sf2"],
 }
 SPLIT_KIND = {"train": "A", "valid": "A", "test": "B"}
 
@@ -774,6 +787,7 @@ class Planner:
                     if not alt:
                         self.uses[pid] = self.uses.get(pid, 0) + 1
                     recipe["clip"] = f"{split}_{i:05d}"
+                    recipe["soundfont"] = self._deck(split, "soundfont", i, SPLIT_SOUNDFONTS[split])
                     recipe["alt"] = alt
                     return recipe
         raise RuntimeError(f"could not plan clip {split} {i}")
@@ -851,7 +865,7 @@ class Planner:
         dr_seed = rng.randrange(1 << 30)
         return {
             "piece": pid, "corpus": pc["corpus"], "title": pc["title"], "split": split,
-            "soundfont": os.path.basename(SOUNDFONTS[kind][0]), "source": source,
+            "source": source,
             "texture": texture if not drums else "ensemble", "mode": mode,
             "tonic_pc": (tonic + transpose) % 12, "transpose": transpose,
             "meter": pc["meter"], "beat_ql": beat_ql, "tempo_bpm": bpm, "tempo_class": tclass,
@@ -925,7 +939,7 @@ def _accomp_with_style(melody, rec, pc, style):
 
 
 def render(rec, pc, seconds, wav_path, tmpdir):
-    sf2, gain = SOUNDFONTS[SPLIT_KIND[rec["split"]]]
+    sf2, gain = SOUNDFONTS[rec["soundfont"]]
     mid = build_midi(rec, pc, seconds)
     mid_path = os.path.join(tmpdir, rec["clip"] + ".mid")
     raw_path = os.path.join(tmpdir, rec["clip"] + ".raw.wav")
@@ -1001,10 +1015,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(os.path.expanduser("~"), ".cache", "mert-data", "tags"))
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--train", type=int, default=1200)
+    ap.add_argument("--train", type=int, default=2000)
     ap.add_argument("--valid", type=int, default=200)
     ap.add_argument("--test", type=int, default=300)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="clips rendered at once (default: the CPU count)")
     ap.add_argument("--plan-only", action="store_true", help="plan and print counts, render nothing")
     args = ap.parse_args()
 
@@ -1063,45 +1079,52 @@ def main():
     tmpdir = tempfile.mkdtemp(prefix="mert-tags-")
     done = {s: [] for s in SPLITS}
     total = sum(counts.values())
-    k = 0
-    rendered = 0
     t_render = time.time()
     failures = []
+    progress = {"k": 0, "rendered": 0}
+
+    def make_clip(s, rec):
+        """Render clip `rec` (or a replacement recipe when its render fails the checks); a
+        clip already on disk is read back. Returns (manifest entry or None, error)."""
+        wav = os.path.join(out, "audio", s, rec["clip"] + ".wav")
+        side = wav[:-4] + ".json"
+        if os.path.exists(wav) and os.path.exists(side):
+            with open(side) as f:
+                return json.load(f), None
+        idx = int(rec["clip"].split("_")[1])
+        r, err = None, None
+        for alt in range(6):
+            cand = rec if alt == 0 else planner.plan_clip(s, idx, alt=alt)
+            cand = dict(cand, tags=tags_of(cand))
+            r, err = render(cand, planner.pieces[cand["piece"]], args.seconds, wav, tmpdir)
+            progress["rendered"] += 1
+            if r is not None:
+                break
+            log(f"  {cand['clip']} alt {alt} ({cand['piece']}, {cand['source']},"
+                f" programs {[p['program'] for p in cand['parts']]}): {err};"
+                f" taking a replacement recipe")
+        return r, err
+
     try:
-        for s in SPLITS:
-            adir = os.path.join(out, "audio", s)
-            os.makedirs(adir, exist_ok=True)
-            for rec in plans[s]:
-                k += 1
-                wav = os.path.join(adir, rec["clip"] + ".wav")
-                side = wav[:-4] + ".json"
-                if os.path.exists(wav) and os.path.exists(side):
-                    with open(side) as f:
-                        r = json.load(f)
-                else:
-                    idx = int(rec["clip"].split("_")[1])
-                    r = None
-                    for alt in range(6):
-                        cand = rec if alt == 0 else planner.plan_clip(s, idx, alt=alt)
-                        cand = dict(cand, tags=tags_of(cand))
-                        r, err = render(cand, planner.pieces[cand["piece"]], args.seconds, wav,
-                                        tmpdir)
-                        rendered += 1
-                        if r is not None:
-                            break
-                        log(f"  {cand['clip']} alt {alt} ({cand['piece']}, {cand['source']},"
-                            f" programs {[p['program'] for p in cand['parts']]}): {err};"
-                            f" taking a replacement recipe")
+        # fluidsynth runs as a subprocess, so threads render clips in parallel; results are
+        # collected in clip order, so the outputs do not depend on --jobs.
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for s in SPLITS:
+                os.makedirs(os.path.join(out, "audio", s), exist_ok=True)
+                for rec, (r, err) in zip(plans[s], pool.map(lambda rc: make_clip(s, rc), plans[s])):
+                    progress["k"] += 1
+                    k = progress["k"]
                     if r is None:
                         failures.append((rec["clip"], err))
                         log(f"  FAILED {rec['clip']}: {err}")
                         continue
-                done[s].append(r)
-                if k % 50 == 0 or k == total:
-                    el = time.time() - t_render
-                    eta = el / max(1, rendered) * (total - k) if rendered else 0
-                    log(f"  {k}/{total} clips ({rendered} rendered this run), {el:.0f} s,"
-                        f" eta {eta:.0f} s")
+                    done[s].append(r)
+                    if k % 50 == 0 or k == total:
+                        el = time.time() - t_render
+                        n = progress["rendered"]
+                        eta = el / max(1, n) * (total - k) if n else 0
+                        log(f"  {k}/{total} clips ({n} rendered this run), {el:.0f} s,"
+                            f" eta {eta:.0f} s")
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
