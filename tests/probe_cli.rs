@@ -73,22 +73,16 @@ fn probe_learns_and_tag_reports() {
     dataset(d);
     let s = |p: &str| d.join(p).display().to_string();
     let model = fixture("mert_tiny").display().to_string();
-    let report = json(&ok(&[
-        "probe",
-        "--model",
-        &model,
-        "--train",
-        &s("train.csv"),
-        "--valid",
-        &s("valid.csv"),
-        "--test",
-        &s("test.csv"),
-        "--out",
-        &s("tagger.safetensors"),
-        "--epochs",
-        "40",
-        "--quiet",
-    ]));
+    // `mert probe` on the split in `d`, 40 epochs, quiet; `head` picks the features and layer.
+    let probe = |head: &[&str], out: &str| {
+        let (train, valid, test, out) = (s("train.csv"), s("valid.csv"), s("test.csv"), s(out));
+        let mut args = vec!["probe"];
+        args.extend_from_slice(head);
+        args.extend_from_slice(&["--train", &train, "--valid", &valid, "--test", &test]);
+        args.extend_from_slice(&["--out", &out, "--epochs", "40", "--quiet"]);
+        json(&ok(&args))
+    };
+    let report = probe(&["--model", &model], "tagger.safetensors");
     let auc = report["test"]["roc_auc"].as_f64().unwrap();
     assert!(
         auc >= 0.9,
@@ -96,22 +90,7 @@ fn probe_learns_and_tag_reports() {
     );
     assert_eq!(report["tags"], serde_json::json!(["noise", "tone"]));
     // The CQT baseline needs no model and learns it too.
-    let cqt = json(&ok(&[
-        "probe",
-        "--features",
-        "cqt",
-        "--train",
-        &s("train.csv"),
-        "--valid",
-        &s("valid.csv"),
-        "--test",
-        &s("test.csv"),
-        "--out",
-        &s("cqt.safetensors"),
-        "--epochs",
-        "40",
-        "--quiet",
-    ]));
+    let cqt = probe(&["--features", "cqt"], "cqt.safetensors");
     assert!(cqt["test"]["roc_auc"].as_f64().unwrap() >= 0.9, "{cqt}");
 
     // Tagging a tone with the trained head: "tone" ranks first; the JSON contract holds.
@@ -133,24 +112,10 @@ fn probe_learns_and_tag_reports() {
     assert!((0.0..=1.0).contains(&p));
     // Every hidden state side by side (`--layer concat`): the head's input is states * dim
     // wide, and the file it writes tags as well.
-    let concat = json(&ok(&[
-        "probe",
-        "--model",
-        &model,
-        "--layer",
-        "concat",
-        "--train",
-        &s("train.csv"),
-        "--valid",
-        &s("valid.csv"),
-        "--test",
-        &s("test.csv"),
-        "--out",
-        &s("concat.safetensors"),
-        "--epochs",
-        "40",
-        "--quiet",
-    ]));
+    let concat = probe(
+        &["--model", &model, "--layer", "concat"],
+        "concat.safetensors",
+    );
     assert_eq!(concat["layer"], "concat");
     assert!(
         concat["test"]["roc_auc"].as_f64().unwrap() >= 0.9,
