@@ -384,8 +384,10 @@ fn labels_write_the_cqt_with_its_frame_alignment() {
     ]);
     let (t, meta) = read_safetensors(&std::fs::read(&out).unwrap(), "labels").unwrap();
     let cqt = t.get("cqt").unwrap();
-    assert_eq!(cqt.shape, vec![151, 336]); // 1 + 48000 / 320
+    // nnAudio gives 1 + 48000 / 320 = 151 frames; the model's 149 are kept
+    assert_eq!(cqt.shape, vec![149, 336]);
     assert_eq!(meta["mert.model_frames"], "149");
+    assert_eq!(meta["mert.cqt_frames"], "151");
     // input0.wav is row 0 of the CQT fixture's deterministic input: compare with nnAudio.
     let refs = read_safetensors(
         &std::fs::read(fixture("cqt/reference.safetensors")).unwrap(),
@@ -396,7 +398,7 @@ fn labels_write_the_cqt_with_its_frame_alignment() {
     let want = refs.get("det.cqt").unwrap(); // [2, 336, 151]
     let (mut diff, mut peak) = (0f32, 0f32);
     for b in 0..336 {
-        for t in 0..151 {
+        for t in 0..149 {
             let w = want.data[b * 151 + t];
             diff = diff.max((cqt.data[t * 336 + b] - w).abs());
             peak = peak.max(w);
@@ -543,7 +545,7 @@ fn labels_with_codec_write_codes_aligned_with_the_model_frames() {
     let codes = st.tensor("codes").unwrap();
     assert_eq!(codes.dtype(), safetensors::Dtype::I64);
     assert_eq!(codes.shape(), &[149, 8]);
-    assert_eq!(st.tensor("cqt").unwrap().shape(), &[151, 336]);
+    assert_eq!(st.tensor("cqt").unwrap().shape(), &[149, 336]);
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let meta = header.metadata().clone().unwrap();
     assert_eq!(meta["mert.model_frames"], "149");

@@ -96,6 +96,19 @@ fn resumed_run_continues_the_same_loss_curve() {
         "--stop-at",
         "3",
     ]);
+    // A stop at or before the step the run is at is refused (it would never be reached).
+    let early = mert(&[
+        "pretrain",
+        "--config",
+        cfg,
+        "--out",
+        parts.to_str().unwrap(),
+        "--resume",
+        "--stop-at",
+        "3",
+    ]);
+    assert_eq!(early.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&early.stderr).contains("--stop-at 3"));
     // Without --resume an existing run is refused rather than overwritten.
     let again = mert(&[
         "pretrain",
@@ -380,4 +393,81 @@ fn codec_teacher_codes_are_predicted() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("codebook"), "{err}");
+}
+
+/// `[model] init`: a run starts from a checkpoint's backbone and `masked_spec_embed` (here
+/// the reference-written tiny fixture); a learning rate too small to move any weight keeps them
+/// exactly, so the exported model holds the fixture's tensors.
+#[test]
+fn a_run_can_start_from_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = mert_cli::fixture("mert_tiny");
+    let text = std::fs::read_to_string(run_file(tmp.path(), 1, 100, "")).unwrap();
+    let text = text
+        .replace("preset = \"tiny\"\nnum_hidden_layers = 1\n", "")
+        .replace(
+            "[model]\n",
+            &format!("[model]\ninit = \"{}\"\n", init.display()),
+        )
+        .replace("lr = 1e-3", "lr = 1e-30");
+    let config = tmp.path().join("init.toml");
+    std::fs::write(&config, &text).unwrap();
+    let run = tmp.path().join("run");
+    let args = [
+        "pretrain",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ];
+    ok(&args);
+    let want = mert_core::load_path(&init).unwrap();
+    let got = mert_core::load_path(&run.join("model.safetensors")).unwrap();
+    assert_eq!(got.config.hidden_size, want.config.hidden_size);
+    assert_eq!(got.tensors.tensors.len(), want.tensors.tensors.len());
+    for (k, w) in &want.tensors.tensors {
+        let g = &got.tensors.tensors[k];
+        let max = w
+            .data
+            .iter()
+            .zip(&g.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(max <= 1e-6, "{k}: moved by {max}");
+    }
+    let (w, g) = (want.mask_embedding.unwrap(), got.mask_embedding.unwrap());
+    assert_eq!(w.shape, g.shape);
+    assert!(
+        w.data
+            .iter()
+            .zip(&g.data)
+            .all(|(a, b)| (a - b).abs() <= 1e-6)
+    );
+
+    // With a preset too, or a checkpoint that is not there: refused, naming `[model] init`.
+    let both = tmp.path().join("both.toml");
+    std::fs::write(
+        &both,
+        text.replace("[model]\n", "[model]\npreset = \"tiny\"\n"),
+    )
+    .unwrap();
+    let missing = tmp.path().join("missing.toml");
+    std::fs::write(
+        &missing,
+        text.replace(init.to_str().unwrap(), "/no/such/model"),
+    )
+    .unwrap();
+    for (file, needle) in [(&both, "preset and init"), (&missing, "/no/such/model")] {
+        let out = mert(&[
+            "pretrain",
+            "--config",
+            file.to_str().unwrap(),
+            "--out",
+            tmp.path().join("x").to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(needle) && err.lines().count() == 1, "{err}");
+    }
 }

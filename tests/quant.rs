@@ -288,6 +288,7 @@ fn a_tagging_head_survives_quantization_unchanged() {
         features: "mert".into(),
         window_seconds: 5.0,
         normalize: true,
+        layer_weights: None,
     };
     let head = TagHead::init(&config, &device);
     let tensors = mert_core::load::weights::export_module(&head, "head").unwrap();
@@ -300,7 +301,13 @@ fn a_tagging_head_survives_quantization_unchanged() {
         let st = SafeTensors::deserialize(&bytes).unwrap();
         assert_eq!(st.tensor("head.fc1.weight").unwrap().dtype(), Dtype::F32);
         let back = kit::from_bytes(&bytes, "tagger.safetensors").unwrap();
-        let h = back.head.expect("head kept");
+        let mut h = back.head.expect("head kept");
+        // the file also states the softmaxed layer weights (all equal for a fresh head)
+        let weights = h.config.layer_weights.take().expect("layer weights stated");
+        assert_eq!(weights.len(), config.states - 1);
+        for w in &weights {
+            assert!((w - 1.0 / weights.len() as f32).abs() < 1e-6, "{weights:?}");
+        }
         assert_eq!(h.config, config);
         assert_eq!(h.tensors.tensors, tensors.tensors);
     }
@@ -429,7 +436,31 @@ fn corrupt_quantized_files_name_the_key() {
         m.insert(kit::META_QUANT_BLOCK.into(), "16".into());
     }));
     assert_names(&e, &[".scale", "blocks of 16"]);
-    let e = load_err(&rewrite(&q8, same, |m| {
+    // Without `mert.quant.block` the scales' shape implies the block: the same tensors load.
+    for (bytes, block) in [(&q8, 32), (&q4, 32)] {
+        let want = kit::from_bytes(bytes, "a.safetensors").unwrap();
+        let back = kit::from_bytes(
+            &rewrite(bytes, same, |m| {
+                m.remove(kit::META_QUANT_BLOCK);
+            }),
+            "b.safetensors",
+        )
+        .unwrap();
+        assert_eq!(back.tensors.tensors, want.tensors.tensors, "block {block}");
+    }
+    let per_channel = kit::to_bytes_quantized(&ck, Layout::new(Scheme::Q8)).unwrap();
+    let want = kit::from_bytes(&per_channel, "a.safetensors").unwrap();
+    let back = kit::from_bytes(
+        &rewrite(&per_channel, same, |m| {
+            m.remove(kit::META_QUANT_BLOCK);
+        }),
+        "b.safetensors",
+    )
+    .unwrap();
+    assert_eq!(back.tensors.tensors, want.tensors.tensors);
+    // ... unless no scale is left to imply it.
+    let drop_scales = |entries: &mut Vec<Entry>| entries.retain(|e| !e.0.ends_with(".scale"));
+    let e = load_err(&rewrite(&q8, drop_scales, |m| {
         m.remove(kit::META_QUANT_BLOCK);
     }));
     assert_names(&e, &["mert.quant.block", "missing"]);

@@ -205,6 +205,7 @@ fn micro_kit_with_head() -> &'static [u8] {
                 features: "mert".into(),
                 window_seconds: 5.0,
                 normalize: true,
+                layer_weights: None,
             },
             tensors: head,
         });

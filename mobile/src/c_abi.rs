@@ -85,7 +85,9 @@ thread_local! {
 fn set_error(msg: &str) {
     let one_line = msg.replace(['\0', '\n', '\r'], " ");
     let c = CString::new(one_line).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+    // `try_with`: during thread teardown the slot is gone; the message is then dropped
+    // rather than panicking across the boundary.
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
 }
 
 /// Run `f` under `catch_unwind`; errors become a status and a message prefixed by `name`.
@@ -160,6 +162,11 @@ unsafe fn model_arg<'a>(m: *const MertModel) -> Result<&'a Arc<Model>> {
 /// `pcm` must be null or hold `n_frames * channels` floats.
 unsafe fn pcm_arg<'a>(pcm: *const f32, n_frames: usize, channels: u32) -> Result<&'a [f32]> {
     if pcm.is_null() {
+        if n_frames == 0 {
+            // no audio: NULL is as good as any pointer (what comes of it is the caller's
+            // function's business, e.g. "too short" for a one-shot embedding)
+            return Ok(&[]);
+        }
         return Err(invalid("pcm is null"));
     }
     let len = n_frames
@@ -574,5 +581,7 @@ pub unsafe extern "C" fn mert_session_free(s: *mut MertSession) {
 /// The last error message on this thread ("" after a successful call).
 #[unsafe(no_mangle)]
 pub extern "C" fn mert_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|e| e.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
 }

@@ -190,7 +190,11 @@ async function runBackend(backend) {
     const seconds = (Date.now() - t0) / 1000;
     if (state !== 'done') fail(`${backend}: page state ${state}: ${await errorText(page)}`);
     const tags = await page.$$eval('[data-testid=tags] [data-tag]',
-      (els) => els.map((e) => ({ tag: e.dataset.tag, p: Number(e.dataset.p) })));
+      (els) => els.map((e) => ({ tag: e.dataset.tag, p: Number(e.dataset.p), raw: e.dataset.p })));
+    for (const { tag, raw } of tags) {
+      // a plain decimal in [0, 1] (never an exponent, NaN or null)
+      if (!/^(0(\.\d+)?|1(\.0+)?)$/.test(raw)) fail(`${backend}: data-p of ${tag} is ${JSON.stringify(raw)}`);
+    }
     const maxDiff = compare(tags, backend, native);
     if (!(await page.isVisible('[data-testid=taggram]'))) fail(`${backend}: no taggram`);
     const timing = await page.$eval('#timing', (e) => e.textContent);
@@ -220,6 +224,19 @@ async function runBackend(backend) {
     }
 
     if (backend === 'wasm') {
+      // An unknown ?backend is an error on the page, not a silent choice.
+      await page.goto(`${url}?backend=cuda`);
+      state = await waitState(page, ['ready', 'error'], 60_000);
+      if (state !== 'error' || !(await errorText(page)).includes('backend')) fail(`?backend=cuda: state ${state}: ${await errorText(page)}`);
+      await page.goto(`${url}?backend=wasm`);
+      state = await waitState(page, ['ready', 'error'], 120_000);
+      if (state !== 'ready') fail(`wasm again: page state ${state}: ${await errorText(page)}`);
+      // An empty file is a one-line error.
+      await page.setInputFiles('input[type=file]', { name: 'empty.wav', mimeType: 'audio/wav', buffer: Buffer.alloc(0) });
+      state = await waitState(page, ['done', 'error'], 60_000);
+      const empty = await errorText(page);
+      if (state !== 'error' || !empty || empty.includes('\n')) fail(`empty file: state ${state}, error ${JSON.stringify(empty)}`);
+      console.log(`web-test: wasm: ok: ?backend=cuda -> error; empty file -> "${empty}"`);
       // A second visit takes the model from the Cache API; a corrupt file is a one-line error.
       await page.reload();
       state = await waitState(page, ['ready', 'error'], 120_000);

@@ -16,6 +16,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 fn main() {
+    install_panic_hook();
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
@@ -73,6 +74,32 @@ fn main() {
         eprintln!("error: {}", one_line(&e));
         std::process::exit(1);
     }
+}
+
+/// A panic (a bug, or a failure deep inside a dependency) still ends as one line on stderr and
+/// exit code 1, like every other error. Output into a closed pipe (`mert tag ... | head -1`)
+/// panics inside `println!`: that ends quietly, as the shell tools do.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".to_string());
+        if message.contains("failed printing to stdout") {
+            std::process::exit(1);
+        }
+        let place = info
+            .location()
+            .map(|l| format!(" (at {}:{})", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error: {}{place}; please report it",
+            message.replace('\n', " ")
+        );
+        std::process::exit(1);
+    }));
 }
 
 /// The error and its causes on one line.

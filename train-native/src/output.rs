@@ -199,9 +199,14 @@ impl ArrayFileSink {
     /// fsync and rename into place.
     pub fn finish(mut self) -> Result<()> {
         let file = self.file.take().context("no frames were written")?;
-        file.sync_all()
-            .and_then(|_| std::fs::rename(&self.tmp, &self.path))
-            .with_context(|| format!("{}: cannot write", self.path.display()))
+        let done = file
+            .sync_all()
+            .and_then(|_| std::fs::rename(&self.tmp, &self.path));
+        if done.is_err() {
+            // `Drop` no longer sees the file: leave nothing behind here either
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        done.with_context(|| format!("{}: cannot write", self.path.display()))
     }
 
     fn header(&self, shape: &[usize]) -> Result<Vec<u8>> {

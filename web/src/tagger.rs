@@ -215,7 +215,7 @@ impl Tagger {
         let seconds = total as f64 / self.model.sample_rate as f64;
         progress(Progress::Decoded { seconds, windows });
         // Segments on the frame grid, as `mert tag --timeline` cuts them.
-        let frame_rate = self.model.sample_rate as f64 / 320.0;
+        let frame_rate = self.model.frame_rate();
         let segment_frames = match timeline {
             0.0 => 0,
             s => ((s * frame_rate).round() as usize).max(1),

@@ -69,7 +69,8 @@ function renderTags(result) {
   ui.tags.replaceChildren(...result.tags.map(({ tag, p }) => {
     const li = document.createElement('li');
     li.dataset.tag = tag;
-    li.dataset.p = String(p);
+    // plain decimal (never `3e-7`), always a number in [0, 1]
+    li.dataset.p = Number.isFinite(p) ? Math.min(1, Math.max(0, p)).toFixed(8) : '0';
     const name = document.createElement('span');
     name.className = 'tag';
     name.textContent = tag;
@@ -244,6 +245,8 @@ function pickModel() {
       const model = await tagger.loadModel(file);
       describeModel({ ...model, cached: false });
       setState('ready', `Model ${file.name} loaded: pick an audio file.`);
+      // files dropped while it loaded were queued: tag them now
+      if (files.some((e) => e.state === 'waiting')) drain();
     } catch (err) {
       showError(err.message);
     }

@@ -35,6 +35,7 @@ export class MertTagger {
     this._pending = new Map();
     this._next = 0;
     this._generation = 0;
+    this._fellBack = '';
     this.ready = this._start();
   }
 
@@ -48,16 +49,26 @@ export class MertTagger {
     const backend = this.backend ?? this.requested;
     return this._call('start', { backend, model: this._userModel }).then((r) => {
       this.backend = r.backend;
-      this.note = r.note;
+      this.note = this._fellBack ? `${r.note}; ${this._fellBack}` : r.note;
       this.model = r.model;
       return this;
+    }, (err) => {
+      // A trap while starting on WebGPU (a driver fault, a lost device): with 'auto', start
+      // once more on the CPU path instead of retrying the same thing.
+      if (err.fatal && this.requested === 'auto' && this.backend !== 'wasm') {
+        this.worker.terminate();
+        this.backend = 'wasm';
+        this._fellBack = `WebGPU failed to start (${err.message})`;
+        return this._start();
+      }
+      throw err;
     });
   }
 
   _call(type, payload = {}, transfer = []) {
     const id = ++this._next;
     return new Promise((resolve, reject) => {
-      this._pending.set(id, { resolve, reject });
+      this._pending.set(id, { resolve, reject, type });
       this.worker.postMessage({ id, type, ...payload }, transfer);
     });
   }
@@ -75,7 +86,10 @@ export class MertTagger {
       return;
     }
     const err = new Error(msg.message);
-    if (msg.fatal) this._restart();
+    err.fatal = Boolean(msg.fatal);
+    // A trap leaves the worker unusable: replace it, except when starting it trapped (that is
+    // handled in `_start`, which must not loop).
+    if (msg.fatal && call.type !== 'start') this._restart();
     call.reject(err);
   }
 

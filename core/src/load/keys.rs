@@ -68,10 +68,13 @@ pub fn expected_tensors(config: &MertConfig) -> Vec<(String, Vec<usize>)> {
     keys
 }
 
+/// The learned vector masked frames get in pretraining (kept aside, not a model weight).
+pub const MASK_EMBEDDING: &str = "masked_spec_embed";
+
 /// Keys that only pretraining uses; an inference load skips them (logged at debug level).
+/// [`MASK_EMBEDDING`] is taken out before these and kept.
 pub fn is_training_only(key: &str) -> bool {
     const PREFIXES: &[&str] = &[
-        "masked_spec_embed",
         "label_embs_concat",
         "final_proj.",
         "encoder_cqt_model.",

@@ -71,7 +71,6 @@ pub(crate) fn read(bytes: &[u8], path: &Path) -> Result<Option<KitFile>> {
     let st = SafeTensors::deserialize(bytes).map_err(invalid)?;
     check_format(&metadata, path)?;
     let config = config_of(&metadata, path)?;
-    let layout = layout_of(&metadata, path)?;
     // Quantized tensors are checked against the config's shapes. A hostile config must not
     // size that key list (16 keys per layer): a file holds every layer's tensors.
     let quantized = st.names().iter().any(|n| n.ends_with(quant::Q_SUFFIX));
@@ -90,6 +89,16 @@ pub(crate) fn read(bytes: &[u8], path: &Path) -> Result<Option<KitFile>> {
     } else {
         HashMap::new()
     };
+    let layout = layout_of(
+        &metadata,
+        path,
+        |base| {
+            // without `mert.quant.block`: the block its scales' shape implies
+            let scale = st.tensor(&format!("{base}{}", quant::SCALE_SUFFIX)).ok()?;
+            Some((shapes.get(base)?.clone(), scale.shape().to_vec()))
+        },
+        &shapes,
+    )?;
     let tensors = quant::decode(st.tensors(), &shapes, layout, &source)?;
     Ok(Some(KitFile {
         config,
@@ -126,8 +135,15 @@ fn config_of(metadata: &HashMap<String, String>, path: &Path) -> Result<MertConf
     })
 }
 
-/// The storage scheme stated by `mert.quant` (absent: f32) and, for q8/q4, `mert.quant.block`.
-fn layout_of(metadata: &HashMap<String, String>, path: &Path) -> Result<Layout> {
+/// The storage scheme stated by `mert.quant` (absent: f32) and, for q8/q4, `mert.quant.block`
+/// (absent: implied by the first quantized weight's scales, `shape_of` giving the weight's
+/// and its scales' shapes).
+fn layout_of(
+    metadata: &HashMap<String, String>,
+    path: &Path,
+    shape_of: impl Fn(&str) -> Option<(Vec<usize>, Vec<usize>)>,
+    shapes: &HashMap<String, Vec<usize>>,
+) -> Result<Layout> {
     let name = metadata.get(META_QUANT).map_or("f32", String::as_str);
     let scheme = Scheme::from_name(name).ok_or_else(|| {
         MertError::format(
@@ -138,12 +154,24 @@ fn layout_of(metadata: &HashMap<String, String>, path: &Path) -> Result<Layout> 
     if !scheme.is_blocked() {
         return Ok(Layout::new(scheme));
     }
-    let text = metadata.get(META_QUANT_BLOCK).ok_or_else(|| {
-        MertError::format(
-            path,
-            format!("metadata `{META_QUANT_BLOCK}` is missing (needed by `{META_QUANT}` {name})"),
-        )
-    })?;
+    let Some(text) = metadata.get(META_QUANT_BLOCK) else {
+        let mut bases: Vec<&String> = shapes.keys().collect();
+        bases.sort();
+        return bases
+            .into_iter()
+            .find_map(|b| shape_of(b))
+            .and_then(|(weight, scale)| implied_block(&weight, &scale))
+            .map(|block| Layout::new(scheme).with_block(block))
+            .ok_or_else(|| {
+                MertError::format(
+                    path,
+                    format!(
+                        "metadata `{META_QUANT_BLOCK}` is missing (needed by `{META_QUANT}` \
+                         {name}) and no weight's `.scale` implies it"
+                    ),
+                )
+            });
+    };
     match Layout::parse_block(text) {
         Some(block) => Ok(Layout::new(scheme).with_block(block)),
         None => Err(MertError::format(
@@ -303,7 +331,12 @@ pub fn to_bytes_quantized(checkpoint: &Checkpoint, layout: Layout) -> Result<Vec
         metadata.insert(META_QUANT_BLOCK.to_string(), layout.block_name());
     }
     if let Some(head) = &checkpoint.head {
-        let text = serde_json::to_string(&head.config)
+        let mut config = head.config.clone();
+        config.layer_weights = match (config.layer, head.tensors.get("layer_weights")) {
+            (crate::probe::LayerChoice::All, Some(w)) => Some(softmax(&w.data)),
+            _ => None,
+        };
+        let text = serde_json::to_string(&config)
             .map_err(|e| MertError::Invalid(format!("cannot serialise the head: {e}")))?;
         metadata.insert(META_HEAD.to_string(), text);
     }
@@ -317,6 +350,9 @@ pub fn to_bytes_quantized(checkpoint: &Checkpoint, layout: Layout) -> Result<Vec
         .flat_map(|h| h.tensors.tensors.iter())
     {
         stored.push(Stored::f32(format!("{HEAD_PREFIX}{k}"), t));
+    }
+    if let Some(m) = &checkpoint.mask_embedding {
+        stored.push(Stored::f32(keys::MASK_EMBEDDING.to_string(), m));
     }
     let views = stored
         .iter()
@@ -334,4 +370,28 @@ pub fn to_bytes_quantized(checkpoint: &Checkpoint, layout: Layout) -> Result<Vec
         .collect::<Result<Vec<_>>>()?;
     serialize(views, Some(metadata))
         .map_err(|e| MertError::Invalid(format!("cannot serialise the model file: {e}")))
+}
+
+/// The block length a weight's `[rows, blocks]` scales imply: one block a row is a channel
+/// scale; otherwise the row length over the blocks, rounded up, when that gives back the count.
+fn implied_block(weight: &[usize], scale: &[usize]) -> Option<usize> {
+    let rows = *weight.first()?;
+    let row_len = weight.iter().skip(1).product::<usize>();
+    let &[r, blocks] = scale else { return None };
+    if r != rows || blocks == 0 || row_len == 0 {
+        return None;
+    }
+    if blocks == 1 {
+        return Some(quant::PER_CHANNEL);
+    }
+    let block = row_len.div_ceil(blocks);
+    (row_len.div_ceil(block) == blocks).then_some(block)
+}
+
+/// The softmax of a few logits (the head's layer weights), for the metadata.
+fn softmax(x: &[f32]) -> Vec<f32> {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = x.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.iter().map(|v| v / sum).collect()
 }

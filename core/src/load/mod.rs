@@ -25,6 +25,9 @@ pub struct Checkpoint {
     pub source: String,
     /// Training-only tensors present in the source and not loaded.
     pub skipped: Vec<String>,
+    /// `masked_spec_embed` `[hidden]`, the vector pretraining puts in masked frames: inference
+    /// never uses it, but it is kept (and written to kit files) for further pretraining.
+    pub mask_embedding: Option<HostTensor>,
     /// A tagging head stored with the model (`head.*` tensors, `mert.head` metadata).
     pub head: Option<HeadWeights>,
 }
@@ -43,6 +46,19 @@ impl Checkpoint {
         config.validate()?;
         check_layer_count(&config, tensors.tensors.len(), &tensors.source)?;
         fold_pos_conv(&mut tensors)?;
+        let mask_embedding = tensors.remove(keys::MASK_EMBEDDING);
+        if let Some(m) = &mask_embedding
+            && m.shape != [config.hidden_size]
+        {
+            return Err(MertError::tensor(
+                &tensors.source,
+                keys::MASK_EMBEDDING,
+                format!(
+                    "expected shape [{}] (hidden_size), found {:?}",
+                    config.hidden_size, m.shape
+                ),
+            ));
+        }
         let mut skipped: Vec<String> = tensors
             .tensors
             .keys()
@@ -62,6 +78,7 @@ impl Checkpoint {
             license: None,
             source,
             skipped,
+            mask_embedding,
             head: None,
         })
     }

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{MertError, Result};
 
+/// Sample rates a model or codec may run at: audio is resampled to it in memory, so an absurd
+/// rate in a config would mean an absurd allocation.
+pub const MODEL_SAMPLE_RATES: std::ops::RangeInclusive<u64> = 8_000..=192_000;
+
 /// How the convolutional feature encoder normalises (HF `feat_extract_norm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -173,9 +177,17 @@ impl MertConfig {
 
     /// Parse a `config.json` text and validate it.
     pub fn from_json(text: &str) -> Result<Self> {
-        let config: Self = serde_json::from_str(text).map_err(|e| {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             MertError::config("config.json", format!("invalid JSON or field type: {e}"))
         })?;
+        let mut config: Self = serde_json::from_value(value.clone()).map_err(|e| {
+            MertError::config("config.json", format!("invalid JSON or field type: {e}"))
+        })?;
+        // HuBERT-style configs (MERT-v0, `model_type: hubert`) carry no sample rate: they
+        // run at 16 kHz, not at the 24 kHz default taken from MERT-v1.
+        if config.model_type == "hubert" && value.get("sample_rate").is_none() {
+            config.sample_rate = Self::mert_v0().sample_rate;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -192,8 +204,16 @@ impl MertConfig {
                 ),
             );
         }
-        if self.sample_rate == 0 {
-            return err("sample_rate", "must be positive".into());
+        if !MODEL_SAMPLE_RATES.contains(&(self.sample_rate as u64)) {
+            return err(
+                "sample_rate",
+                format!(
+                    "{} Hz: expected {} to {} Hz (MERT-v1 runs at 24000)",
+                    self.sample_rate,
+                    MODEL_SAMPLE_RATES.start(),
+                    MODEL_SAMPLE_RATES.end()
+                ),
+            );
         }
         for (field, v) in [
             ("hidden_size", self.hidden_size),
@@ -426,5 +446,22 @@ mod tests {
             MertConfig::preset(name).unwrap().validate().unwrap();
         }
         assert!(MertConfig::preset("huge").is_err());
+
+        // a rate a model cannot sensibly run at (resampling to it would need absurd memory)
+        for rate in [0, 4_000, 44_100_000] {
+            let e = MertConfig::from_json(&format!(r#"{{"sample_rate":{rate}}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("sample_rate"), "{e}");
+        }
+    }
+
+    #[test]
+    fn hubert_configs_without_a_rate_run_at_16_khz() {
+        let v0 = MertConfig::from_json(r#"{"model_type":"hubert"}"#).unwrap();
+        assert_eq!(v0.sample_rate, 16_000);
+        let stated = MertConfig::from_json(r#"{"model_type":"hubert","sample_rate":24000}"#);
+        assert_eq!(stated.unwrap().sample_rate, 24_000);
+        assert_eq!(MertConfig::from_json("{}").unwrap().sample_rate, 24_000);
     }
 }

@@ -39,6 +39,11 @@ pub struct Mert {
 }
 
 impl Mert {
+    /// Output frames per second of audio (75 for MERT-v1: 24 kHz over a hop of 320).
+    pub fn frame_rate(&self) -> f64 {
+        self.sample_rate as f64 / self.feature_extractor.hop_and_field().0 as f64
+    }
+
     /// Build a randomly initialised model of this shape (weights come from a loader).
     pub fn init(config: &MertConfig, device: &Device) -> Self {
         Self {

@@ -49,6 +49,10 @@ pub struct HeadConfig {
     pub window_seconds: f64,
     #[serde(default = "yes")]
     pub normalize: bool,
+    /// With `layer: all`, the learned weight of each transformer layer (softmaxed), written
+    /// for people reading the file; the head computes from its `head.layer_weights` tensor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_weights: Option<Vec<f32>>,
 }
 
 fn window() -> f64 {

@@ -281,6 +281,7 @@ static void bad_inputs(const MertModel *tiny, const char *kit_file, const float 
     /* a refused chunk leaves the session usable */
     CHECK(mert_session_push(s, pcm, frames) == MERT_STATUS_OK, "push after a refused chunk: %s", mert_last_error());
     CHECK(mert_session_push(s, pcm, 0) == MERT_STATUS_OK, "empty push: %s", mert_last_error());
+    CHECK(mert_session_push(s, NULL, 0) == MERT_STATUS_OK, "empty push of NULL: %s", mert_last_error());
     expect_error("session tags before finish", mert_session_tags(s, &t), MERT_STATUS_STATE, "mert_session_tags");
     CHECK(mert_session_finish(s) == MERT_STATUS_OK, "finish: %s", mert_last_error());
     expect_error("push after finish", mert_session_push(s, pcm, frames), MERT_STATUS_STATE, "mert_session_push");

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use mert_core::embed::{EmbedOptions, FrameSink, MeanSink, run_windows};
 
-use super::inputs::{collect_inputs, output_for};
+use super::inputs::{collect_inputs, output_dir_for_many, output_for};
 use super::prefetch::Prefetch;
 use crate::backend::Backend;
 use crate::output::{ArrayFileSink, ArrayFormat, npy_bytes, safetensors_bytes, write_atomic};
@@ -88,11 +88,8 @@ pub fn run(args: EmbedArgs, quiet: bool) -> Result<()> {
         inputs.len() == 1 && !args.out.is_dir() && args.audio.len() == 1 && !args.audio[0].is_dir();
     if single {
         ArrayFormat::from_path(&args.out)?;
-    } else if !args.out.is_dir() {
-        bail!(
-            "{}: with several inputs --out must be an existing folder",
-            args.out.display()
-        );
+    } else {
+        output_dir_for_many(&args.out)?;
     }
     let checkpoint = mert_core::load_path(&args.model)?;
     let (layers, keep_axis) = parse_layers(&args.layers, checkpoint.config.num_hidden_states())?;

@@ -51,7 +51,59 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
         bail!("no audio files found in the given paths");
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path);
+    distinct_outputs(&mut files)?;
     Ok(files)
+}
+
+/// Inputs whose outputs would share a name (`a.wav` and `a.mp3` in one folder) keep their
+/// audio extension in it (`a.wav.npy`, `a.mp3.npy`); inputs that still collide (`x/a.wav` and
+/// `y/a.wav` given as files) are an error rather than one output silently replacing another.
+fn distinct_outputs(files: &mut [Input]) -> Result<()> {
+    use std::collections::HashMap;
+    let mut count: HashMap<PathBuf, usize> = HashMap::new();
+    for f in files.iter() {
+        *count.entry(f.relative.clone()).or_default() += 1;
+    }
+    for f in files.iter_mut() {
+        if count[&f.relative] > 1
+            && let Some(name) = f.path.file_name()
+        {
+            f.relative = f.relative.with_file_name(name);
+        }
+    }
+    let mut seen: HashMap<&Path, &Path> = HashMap::new();
+    for f in files.iter() {
+        if let Some(other) = seen.insert(&f.relative, &f.path) {
+            bail!(
+                "{} and {}: both would write the output named {}; give them in separate runs",
+                other.display(),
+                f.path.display(),
+                f.relative.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Check (and create if needed) the output folder of a run with several inputs.
+pub fn output_dir_for_many(out: &Path) -> Result<()> {
+    if out.is_dir() {
+        return Ok(());
+    }
+    if out.exists() {
+        bail!(
+            "{}: with several inputs --out must be a folder, and this is a file",
+            out.display()
+        );
+    }
+    if out.extension().is_some() {
+        bail!(
+            "{}: with several inputs --out must be a folder (one output file per input), not a file name",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))
 }
 
 fn is_audio(path: &Path) -> bool {
@@ -60,12 +112,80 @@ fn is_audio(path: &Path) -> bool {
         .is_some_and(|e| AUDIO.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// `out_dir/relative.ext`, creating the folders it needs.
+/// `out_dir/relative.ext`, creating the folders it needs. The extension is appended, so a
+/// name with dots (`take.2.wav`) keeps them (`take.2.npy`).
 pub fn output_for(input: &Input, out_dir: &Path, ext: &str) -> Result<PathBuf> {
-    let out = out_dir.join(&input.relative).with_extension(ext);
+    let mut name = out_dir.join(&input.relative).into_os_string();
+    name.push(".");
+    name.push(ext);
+    let out = PathBuf::from(name);
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("{}: cannot create", parent.display()))?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mert-inputs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn outputs_are_distinct_and_keep_dots() {
+        let dir = scratch("distinct");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        for f in ["a.wav", "a.mp3", "take.2.wav", "sub/a.wav", "notes.txt"] {
+            std::fs::write(dir.join(f), b"").unwrap();
+        }
+        let inputs = collect_inputs(std::slice::from_ref(&dir)).unwrap();
+        let rel: Vec<String> = inputs
+            .iter()
+            .map(|i| i.relative.display().to_string())
+            .collect();
+        assert_eq!(rel, ["a.mp3", "a.wav", "sub/a", "take.2"]);
+        let o = scratch("o2");
+        assert_eq!(
+            output_for(&inputs[3], &o, "npy").unwrap(),
+            o.join("take.2.npy")
+        );
+        assert_eq!(
+            output_for(&inputs[1], &o, "npy").unwrap(),
+            o.join("a.wav.npy")
+        );
+    }
+
+    #[test]
+    fn same_name_files_from_two_folders_are_refused() {
+        let dir = scratch("clash");
+        for d in ["x", "y"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+            std::fs::write(dir.join(d).join("a.wav"), b"").unwrap();
+        }
+        let err = collect_inputs(&[dir.join("x/a.wav"), dir.join("y/a.wav")]).unwrap_err();
+        assert!(err.to_string().contains("separate runs"), "{err}");
+        // the same file twice is one input
+        assert_eq!(
+            collect_inputs(&[dir.join("x/a.wav"), dir.join("x/a.wav")])
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn output_dir_for_many_creates_folders_not_files() {
+        let dir = scratch("outdir");
+        output_dir_for_many(&dir.join("new/deeper")).unwrap();
+        assert!(dir.join("new/deeper").is_dir());
+        assert!(output_dir_for_many(&dir.join("x.npy")).is_err());
+        std::fs::write(dir.join("file"), b"").unwrap();
+        assert!(output_dir_for_many(&dir.join("file")).is_err());
+    }
 }

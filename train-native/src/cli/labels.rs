@@ -4,12 +4,12 @@
 //!
 //! Alignment, for `L` samples at 24 kHz: the MERT model's frame `t` spans samples
 //! `[320 t, 320 t + 400)` and there are `floor((L - 400) / 320) + 1` of them
-//! (`mert.model_frames`). CQT frame `t` is centred on sample `320 t` (`1 + L / 320` frames, all
-//! written; the first `mert.model_frames` are the targets). Codec frame `t` covers samples
-//! `[320 t, 320 t + 320)` (computed causally from everything before it); there are
-//! `ceil(L / 320)` of them (`mert.codec_frames`), never fewer than the model's, and `codes`
-//! keeps exactly the first `mert.model_frames`. So row `t` of `codes` and of `cqt` is the target
-//! of model frame `t`.
+//! (`mert.model_frames`). CQT frame `t` is centred on sample `320 t`; the transform gives
+//! `1 + L / 320` of them (`mert.cqt_frames`). Codec frame `t` covers samples `[320 t, 320 t +
+//! 320)` (computed causally from everything before it); there are `ceil(L / 320)` of them
+//! (`mert.codec_frames`). Both counts are never below the model's, and both `cqt` and `codes`
+//! keep exactly the first `mert.model_frames` rows: row `t` of each is the target of model
+//! frame `t`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ use mert_core::MertConfig;
 use mert_core::audio::{decode_file, resample};
 use mert_core::teachers::{Codec, Cqt, CqtConfig, load_codec_path};
 
-use super::inputs::{collect_inputs, output_for};
+use super::inputs::{collect_inputs, output_dir_for_many, output_for};
 use crate::output::{ArrayData, output_folder, safetensors_multi_bytes, write_atomic};
 
 #[derive(Debug, Args)]
@@ -69,11 +69,8 @@ pub fn run(args: LabelsArgs) -> Result<()> {
             bail!("{}: labels are written as .safetensors", args.out.display());
         }
         output_folder(&args.out)?;
-    } else if !args.out.is_dir() {
-        bail!(
-            "{}: with several inputs --out must be an existing folder",
-            args.out.display()
-        );
+    } else {
+        output_dir_for_many(&args.out)?;
     }
     let threads = args
         .threads
@@ -111,15 +108,18 @@ pub fn run(args: LabelsArgs) -> Result<()> {
                     config.sample_rate
                 );
             }
-            let mags = cqt.magnitudes(&samples, threads)?;
-            let frames = config.frames_for(samples.len());
+            let mut mags = cqt.magnitudes(&samples, threads)?;
+            let cqt_frames = config.frames_for(samples.len());
+            // 1 + L / 320 >= floor((L - 400) / 320) + 1: keep the model's frames.
+            mags.truncate(model_frames * config.n_bins);
             let mut metadata = HashMap::from([
                 ("mert.cqt".to_string(), serde_json::to_string(&config)?),
                 ("mert.source".to_string(), input.path.display().to_string()),
                 ("mert.samples".to_string(), samples.len().to_string()),
                 ("mert.model_frames".to_string(), model_frames.to_string()),
+                ("mert.cqt_frames".to_string(), cqt_frames.to_string()),
             ]);
-            let cqt_shape = [frames, config.n_bins];
+            let cqt_shape = [model_frames, config.n_bins];
             let mut tensors = vec![("cqt", &cqt_shape[..], ArrayData::F32(&mags))];
             let codes = match &codec {
                 Some((codec, codec_json, codec_source)) => {

@@ -173,6 +173,7 @@ pub fn run(args: ProbeArgs, quiet: bool) -> Result<()> {
         },
         window_seconds: options.window_seconds,
         normalize: options.normalize,
+        layer_weights: None,
     };
     config.validate()?;
     let cache = args.cache.clone().unwrap_or_else(|| {
@@ -238,7 +239,15 @@ pub fn run(args: ProbeArgs, quiet: bool) -> Result<()> {
         .iter()
         .max_by(|a, b| a.valid_roc_auc.total_cmp(&b.valid_roc_auc))
         .map_or(0, |e| e.epoch);
+    // The headline figures: the test split's when given, else the validation split's.
+    let (roc_auc, pr_auc, split) = match &test_m {
+        Some(m) => (m.roc_auc, m.pr_auc, "test"),
+        None => (valid_m.roc_auc, valid_m.pr_auc, "valid"),
+    };
     let report = serde_json::json!({
+        "roc_auc": roc_auc,
+        "pr_auc": pr_auc,
+        "split": split,
         "out": args.out.display().to_string(),
         "features": config.features,
         "layer": config.layer,

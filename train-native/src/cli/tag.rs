@@ -32,9 +32,9 @@ pub struct TagArgs {
     /// A kit model file with a tagging head (from `mert probe`); default: the embedded tagger.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Print at most this many tags per file (by probability).
-    #[arg(long, default_value_t = 5)]
-    pub top: usize,
+    /// Print at most this many tags per file (by probability); default: every tag.
+    #[arg(long)]
+    pub top: Option<usize>,
     /// Print only tags with probability at least this.
     #[arg(long)]
     pub threshold: Option<f64>,
@@ -106,7 +106,7 @@ pub fn run(args: TagArgs) -> Result<()> {
     {
         bail!("--threshold {t}: expected a probability in [0, 1]");
     }
-    if args.top == 0 {
+    if args.top == Some(0) {
         bail!("--top 0: expected at least 1 tag per file");
     }
     if let Some(t) = args.timeline
@@ -121,8 +121,7 @@ pub fn run(args: TagArgs) -> Result<()> {
         window_seconds: tagger.config.window_seconds,
         hop_seconds: None,
     };
-    let rate = tagger.model.sample_rate as f64;
-    let frame_rate = rate / 320.0;
+    let frame_rate = tagger.model.frame_rate();
     let segment_frames = args
         .timeline
         .map_or(0, |s| ((s * frame_rate).round() as usize).max(1));
@@ -138,7 +137,12 @@ pub fn run(args: TagArgs) -> Result<()> {
                 &mut sink,
             )?;
             let probs = tagger.probabilities(sink.mean());
-            let chosen = pick(&tagger.config.tags, &probs, args.top, args.threshold);
+            let chosen = pick(
+                &tagger.config.tags,
+                &probs,
+                args.top.unwrap_or(usize::MAX),
+                args.threshold,
+            );
             let timeline: Vec<(f64, f64, Vec<f32>)> = sink
                 .segment_means()
                 .into_iter()

@@ -141,6 +141,14 @@ pub fn train_codec(
             config.train.max_steps
         );
     }
+    if let Some(stop) = stop_at
+        && stop <= state.step
+    {
+        bail!(
+            "--stop-at {stop}: expected a step after the run's current step {}",
+            state.step
+        );
+    }
     let run = Run {
         dir: out,
         config: &config,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::module::{Module, ModuleMapper, Param, ParamId};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use mert_core::load::kit;
 use mert_core::load::tensors::read_safetensors;
 use mert_core::load::weights::{export_module, load_module};
@@ -59,6 +59,27 @@ impl Pretrainer {
         .stable_ids()
     }
 
+    /// Start from a checkpoint's backbone (any format `load_path` reads) and its
+    /// `masked_spec_embed` when it has one; the prediction heads stay freshly initialised.
+    /// The run's `config` must fit the weights (an error names the first key that does not).
+    pub fn with_weights(
+        mut self,
+        path: &Path,
+        config: &MertConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let loaded = mert_core::load_path(path)?;
+        let mask = loaded.mask_embedding.clone();
+        let checkpoint = Checkpoint::from_reference(config.clone(), loaded.tensors)?;
+        self.model = checkpoint.build(device)?;
+        if let Some(m) = mask {
+            let n = m.data.len();
+            self.heads.mask_emb =
+                Param::from_tensor(Tensor::from_data(TensorData::new(m.data, [n]), device));
+        }
+        Ok(self.stable_ids())
+    }
+
     fn stable_ids(self) -> Self {
         self.map(&mut StableIds { path: Vec::new() })
     }
@@ -86,7 +107,7 @@ pub fn save(
     keep: usize,
     license: &str,
 ) -> Result<PathBuf> {
-    let model = model_bytes(config, &trainer.model, license, state.step)?;
+    let model = model_bytes(config, trainer, license, state.step)?;
     let heads = tensor_map_bytes(
         &export_module(&trainer.heads, "heads")?,
         "",
@@ -144,9 +165,19 @@ pub fn save_files(run: &Path, step: u64, files: &[(&str, &[u8])], keep: usize) -
     Ok(final_dir)
 }
 
-/// The kit's model file for the student alone (what `mert embed` loads).
-pub fn model_bytes(config: &MertConfig, model: &Mert, license: &str, step: u64) -> Result<Vec<u8>> {
-    let mut ck = Checkpoint::from_model(config, model, &format!("mert pretrain, step {step}"))?;
+/// The kit's model file for the student (what `mert embed` loads), with the mask embedding
+/// as `masked_spec_embed` like the reference checkpoints.
+pub fn model_bytes(
+    config: &MertConfig,
+    trainer: &Pretrainer,
+    license: &str,
+    step: u64,
+) -> Result<Vec<u8>> {
+    let source = format!("mert pretrain, step {step}");
+    let mut ck = Checkpoint::from_model(config, &trainer.model, &source)?;
+    ck.mask_embedding = export_module(&trainer.heads, &source)?
+        .get("mask_emb")
+        .cloned();
     ck.license = Some(license.to_string());
     Ok(kit::to_bytes(&ck)?)
 }
@@ -166,7 +197,15 @@ pub fn list(run: &Path) -> Result<Vec<PathBuf>> {
                 && p.join("state.json").is_file()
         })
         .collect();
-    found.sort();
+    // by step number: the names' zero padding stops at 8 digits
+    let step = |p: &PathBuf| -> u64 {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("step-"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    found.sort_by_key(|p| (step(p), p.clone()));
     Ok(found)
 }
 

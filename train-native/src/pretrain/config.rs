@@ -23,6 +23,9 @@ pub struct RunConfig {
     pub augment: AugmentConfig,
     #[serde(default)]
     pub heads: HeadsConfig,
+    /// The config of `[model] init`, read when the run file is parsed.
+    #[serde(skip)]
+    init_config: Option<MertConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,7 +128,8 @@ impl Default for TrainConfig {
 pub struct TeachersConfig {
     /// Regress the CQT (MERT's musical teacher).
     pub cqt: bool,
-    /// Acoustic teacher: a codec file (the kit's safetensors or an EnCodec `.th`), or none.
+    /// Acoustic teacher: a codec file (the kit's safetensors or an EnCodec `.th`), or none
+    /// (absent, or `"none"`).
     pub codec: Option<PathBuf>,
 }
 
@@ -257,6 +261,29 @@ impl RunConfig {
     /// paths. (Also the entry point of the `run_config` fuzz target.)
     pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
         let mut config: RunConfig = parse_toml(text, path)?;
+        // `[model] init`: start from a checkpoint's weights (and its config); relative to the
+        // run file like every path in it.
+        if let Some(value) = config.model.get_mut("init") {
+            let toml::Value::String(init) = value else {
+                bail!("{}: [model] init: expected a model path", path.display());
+            };
+            let mut resolved = [PathBuf::from(init.as_str())];
+            resolve_paths(path, resolved.iter_mut());
+            let [resolved] = resolved;
+            let checkpoint = mert_core::load_path(&resolved)
+                .with_context(|| format!("{}: [model] init", path.display()))?;
+            config.init_config = Some(checkpoint.config);
+            *value = toml::Value::String(resolved.display().to_string());
+        }
+        // `codec = "none"` (or "") spells out the default: no acoustic teacher.
+        if config
+            .teachers
+            .codec
+            .as_ref()
+            .is_some_and(|c| c.as_os_str().is_empty() || c.as_os_str() == "none")
+        {
+            config.teachers.codec = None;
+        }
         let d = &mut config.data;
         resolve_paths(
             path,
@@ -395,13 +422,19 @@ impl RunConfig {
             Some(toml::Value::String(s)) => s.as_str(),
             Some(_) => bail!("preset: expected a string"),
         };
-        let base = MertConfig::preset(preset)?;
+        let base = match &self.init_config {
+            Some(_) if self.model.contains_key("preset") => {
+                bail!("preset and init: give one (init brings its checkpoint's config)")
+            }
+            Some(c) => c.clone(),
+            None => MertConfig::preset(preset)?,
+        };
         let mut json = serde_json::to_value(&base)?;
         let Some(fields) = json.as_object_mut() else {
             bail!("preset `{preset}` is not a JSON object");
         };
         for (key, value) in &self.model {
-            if key == "preset" {
+            if key == "preset" || key == "init" {
                 continue;
             }
             if !fields.contains_key(key) {
@@ -412,6 +445,14 @@ impl RunConfig {
         let config = MertConfig::from_json(&json.to_string())?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// `[model] init`: the checkpoint whose weights the run starts from.
+    pub fn model_init(&self) -> Option<PathBuf> {
+        self.model
+            .get("init")
+            .and_then(|v| v.as_str())
+            .map(PathBuf::from)
     }
 
     pub fn to_toml(&self) -> Result<String> {
@@ -454,5 +495,25 @@ mod tests {
                 assert_eq!(c.train.update_freq, 8);
             }
         }
+    }
+
+    #[test]
+    fn codec_none_means_no_acoustic_teacher() {
+        let at = Path::new("/runs/x.toml");
+        let text = "[model]\npreset = \"tiny\"\n[data]\ntrain = [\"a.wav\"]\n[train]\n[teachers]\n";
+        for (codec, want) in [
+            ("\"none\"", None),
+            ("\"\"", None),
+            (
+                "\"c.safetensors\"",
+                Some(PathBuf::from("/runs/c.safetensors")),
+            ),
+        ] {
+            let c = RunConfig::from_toml(&format!("{text}codec = {codec}\n"), at).unwrap();
+            assert_eq!(c.teachers.codec, want, "{codec}");
+        }
+        let err = RunConfig::from_toml(&format!("{text}cqt = false\ncodec = \"none\"\n"), at)
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("nothing to predict"), "{err:#}");
     }
 }

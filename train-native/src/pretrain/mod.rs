@@ -187,16 +187,33 @@ pub fn pretrain(
             let step = state.step;
             (trainer, optim, state, Some(step))
         }
-        None => (
-            Pretrainer::init(&model_config, &config.heads, &device),
-            train::optimizer(&config),
-            RunState {
-                step: 0,
-                seed: config.train.seed,
-            },
-            None,
-        ),
+        None => {
+            let mut trainer = Pretrainer::init(&model_config, &config.heads, &device);
+            if let Some(init) = config.model_init() {
+                trainer = trainer
+                    .with_weights(&init, &model_config, &device)
+                    .with_context(|| format!("{}: [model] init", config_path.display()))?;
+                on_note(&format!("starting from the weights of {}", init.display()));
+            }
+            (
+                trainer,
+                train::optimizer(&config),
+                RunState {
+                    step: 0,
+                    seed: config.train.seed,
+                },
+                None,
+            )
+        }
     };
+    if let Some(stop) = stop_at
+        && stop <= state.step
+    {
+        bail!(
+            "--stop-at {stop}: expected a step after the run's current step {}",
+            state.step
+        );
+    }
     let run = Run {
         dir: out,
         config: &config,
@@ -234,7 +251,7 @@ pub fn pretrain(
         &model_path,
         &checkpoint::model_bytes(
             &model_config,
-            &trainer.model,
+            &trainer,
             &config.train.license,
             config.train.max_steps,
         )?,

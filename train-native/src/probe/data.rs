@@ -15,6 +15,8 @@ pub struct Row {
 pub fn read_csv(csv: &Path) -> Result<Vec<Row>> {
     let text = std::fs::read_to_string(csv).with_context(|| format!("{}", csv.display()))?;
     let base = csv.parent().unwrap_or(Path::new("."));
+    // a byte-order mark (spreadsheet exports) is not part of the first path
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut rows = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -32,7 +34,8 @@ pub fn read_csv(csv: &Path) -> Result<Vec<Row>> {
             continue;
         }
         let path = PathBuf::from(path.trim());
-        let path = if path.is_relative() {
+        // Relative paths: from the CSV's folder (the usual layout), else the working folder.
+        let path = if path.is_relative() && (base.join(&path).exists() || !path.exists()) {
             base.join(path)
         } else {
             path
@@ -68,4 +71,30 @@ pub fn targets(rows: &[Row], tags: &[String]) -> Vec<f32> {
         }
     }
     y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_with_bom_header_and_comments() {
+        let dir = std::env::temp_dir().join(format!("mert-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("t.csv");
+        std::fs::write(
+            &csv,
+            "\u{feff}path,tags\n# note\na.wav,piano; fast\n/abs/b.wav,\n",
+        )
+        .unwrap();
+        let rows = read_csv(&csv).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].path, dir.join("a.wav"));
+        assert_eq!(rows[0].tags, ["piano", "fast"]);
+        assert_eq!(rows[1].path, PathBuf::from("/abs/b.wav"));
+        assert!(rows[1].tags.is_empty());
+        std::fs::write(&csv, "a.wav piano\n").unwrap();
+        let e = read_csv(&csv).unwrap_err().to_string();
+        assert!(e.contains("t.csv:1"), "{e}");
+    }
 }

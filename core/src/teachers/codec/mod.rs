@@ -138,8 +138,8 @@ impl CodecConfig {
     /// Check the fields, naming the first bad one.
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, msg: &str| Err(MertError::config(field, msg));
-        if self.sample_rate == 0 {
-            return bad("sample_rate", "must be positive");
+        if !crate::model::config::MODEL_SAMPLE_RATES.contains(&(self.sample_rate as u64)) {
+            return bad("sample_rate", "expected 8000 to 192000 Hz (24000 for MERT)");
         }
         if self.channels != 1 {
             return bad("channels", "only mono codecs (1 channel) are supported");
