@@ -1668,6 +1668,11 @@ fn wave_channel_masks_symphonia_cannot_repair_are_refused() {
             .to_string();
         assert!(e.contains("mask.wav") && e.contains(what), "{e}");
     }
+    // an empty file says so (not "unrecognised format")
+    let e = decode_bytes(Vec::new(), Some("wav"), "empty.wav")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("empty.wav") && e.contains("empty file"), "{e}");
     // one channel missing from the mask: symphonia repairs it
     let audio = decode_bytes(wav(2, 0x1), Some("wav"), "ok.wav").unwrap();
     assert_eq!((audio.source_channels, audio.sample_rate), (2, 8000));

@@ -131,6 +131,9 @@ impl AudioStream {
         name: &str,
     ) -> Result<Self> {
         let fail = |msg: String| MertError::audio(name, msg);
+        if source.byte_len() == Some(0) {
+            return Err(fail("empty file (0 bytes)".into()));
+        }
         check_wave_mask(source.as_mut()).map_err(fail)?;
         let mss = MediaSourceStream::new(source, Default::default());
         let mut hint = Hint::new();
