@@ -10,6 +10,7 @@
  * models loaded from a path, from bytes and quantized q8; tags against `mert tag`; and bad
  * input of every kind through the ABI: each returns its error code and a one-line message. */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,6 +227,29 @@ static void expect_error(const char *what, int got, int want, const char *fn) {
     printf("  bad input ok: %-32s -> %d: %s\n", what, got, msg);
 }
 
+/* On another thread: its own error slot starts empty and its errors stay its own. */
+static void *other_thread(void *arg) {
+    (void)arg;
+    static int ok;
+    MertModel *m = NULL;
+    ok = strcmp(mert_last_error(), "") == 0
+        && mert_model_load("/nonexistent/other.safetensors", &m) == MERT_STATUS_MODEL_LOAD
+        && strstr(mert_last_error(), "other.safetensors") != NULL;
+    return &ok;
+}
+
+static void last_error_is_per_thread(void) {
+    MertModel *m = NULL;
+    CHECK(mert_model_load(NULL, &m) == MERT_STATUS_INVALID_ARGUMENT, "null path accepted");
+    char before[512];
+    snprintf(before, sizeof before, "%s", mert_last_error());
+    pthread_t t;
+    void *result = NULL;
+    CHECK(pthread_create(&t, NULL, other_thread, NULL) == 0 && pthread_join(t, &result) == 0, "thread");
+    CHECK(result && *(int *)result, "the other thread's error slot was not its own");
+    CHECK(strcmp(before, mert_last_error()) == 0, "another thread changed this thread's error: %s", mert_last_error());
+}
+
 static void bad_inputs(const MertModel *tiny, const char *kit_file, const float *pcm, size_t frames) {
     MertModel *m = (MertModel *)0x1;
     MertEmbedding *e = (MertEmbedding *)0x1;
@@ -380,6 +404,7 @@ int main(int argc, char **argv) {
     mert_model_free(tagger);
 
     bad_inputs(tiny, kit, pcm, frames);
+    last_error_is_per_thread();
     mert_model_free(tiny);
     free(pcm);
     free(long_pcm);
