@@ -259,6 +259,31 @@ fn bad_inputs_fail_with_one_line_naming_the_culprit() {
         &["embed", wav, "--model", m, "--out", "/no/dir/o.npy"],
         &["/no/dir"],
     );
+    // the output may not be the model file: it is left as it was
+    let own = tempfile::tempdir().unwrap();
+    let model_copy = own.path().join("m.safetensors");
+    std::fs::copy(dir.join("model.safetensors"), &model_copy).unwrap();
+    let before = std::fs::read(&model_copy).unwrap();
+    fails_with(
+        &[
+            "embed",
+            wav,
+            "--model",
+            model_copy.to_str().unwrap(),
+            "--out",
+            model_copy.to_str().unwrap(),
+        ],
+        &["m.safetensors", "input of this run"],
+    );
+    assert_eq!(std::fs::read(&model_copy).unwrap(), before);
+    // a missing required argument: usage error (2), named on the one line
+    let missing = mert(&["embed", wav, "--out", o]);
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{err}");
+    assert!(
+        err.trim_end().lines().count() == 1 && err.contains("--model"),
+        "{err}"
+    );
     fails_with(
         &["embed", wav, "--model", m, "--out", o, "--layers", "9"],
         &["--layers", "9"],

@@ -15,6 +15,9 @@ mod progress;
 use clap::Parser;
 use clap::error::ErrorKind;
 
+/// The most threads `--threads` may ask for (a thread each; more only exhausts the system).
+pub(crate) const MAX_THREADS: usize = 1024;
+
 fn main() {
     install_panic_hook();
     let args = match cli::Cli::try_parse() {
@@ -24,12 +27,20 @@ fn main() {
         }
         Err(e) => {
             // One line, like every other error: clap's message without its usage block.
+            // (a list of missing arguments follows its first line: keep it on the line)
             let text = e.to_string();
-            let first = text
+            let message: Vec<&str> = text
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            eprintln!("{} (see mert --help)", first.trim());
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty())
+                .collect();
+            let message = if message.is_empty() {
+                "invalid arguments".to_string()
+            } else {
+                message.join(" ")
+            };
+            eprintln!("{message} (see mert --help)");
             std::process::exit(2);
         }
     };
@@ -55,6 +66,9 @@ fn main() {
     env_logger::Builder::new()
         .filter_level(if args.verbose {
             log::LevelFilter::Debug
+        } else if args.quiet {
+            // one line per failure: warnings (skipped packets) only without --quiet
+            log::LevelFilter::Error
         } else {
             log::LevelFilter::Warn
         })
@@ -88,6 +102,13 @@ fn install_panic_hook() {
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown cause".to_string());
         if message.contains("failed printing to stdout") {
+            // a closed pipe (`| head`) ends quietly; a failing disk (`> /dev/full`) does not
+            if !message.contains("Broken pipe") {
+                eprintln!(
+                    "error: cannot write to stdout: {}",
+                    message.replace('\n', " ")
+                );
+            }
             std::process::exit(1);
         }
         let place = info

@@ -53,7 +53,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("--repeats must be at least 1");
     }
     let threads = match args.threads {
-        Some(0) => bail!("--threads must be at least 1"),
+        Some(n) if !(1..=crate::MAX_THREADS).contains(&n) => {
+            bail!("--threads {n}: expected 1 to {}", crate::MAX_THREADS)
+        }
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };

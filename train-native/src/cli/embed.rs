@@ -88,6 +88,16 @@ pub fn run(args: EmbedArgs, quiet: bool) -> Result<()> {
         inputs.len() == 1 && !args.out.is_dir() && args.audio.len() == 1 && !args.audio[0].is_dir();
     if single {
         ArrayFormat::from_path(&args.out)?;
+        // never write the embedding over the model or the audio it is made from
+        if let Ok(out) = std::fs::canonicalize(&args.out) {
+            let same = |p: &PathBuf| std::fs::canonicalize(p).is_ok_and(|p| p == out);
+            if same(&args.model) || same(&inputs[0].path) {
+                bail!(
+                    "{}: --out is an input of this run; expected a new file",
+                    args.out.display()
+                );
+            }
+        }
     } else {
         output_dir_for_many(&args.out)?;
     }

@@ -23,8 +23,13 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
+            // each folder once, by its real path: symlinks back up the tree do not loop
+            let mut seen = std::collections::HashSet::new();
             let mut stack = vec![p.clone()];
             while let Some(dir) = stack.pop() {
+                if !seen.insert(std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone())) {
+                    continue;
+                }
                 for entry in std::fs::read_dir(&dir)
                     .with_context(|| format!("{}: cannot list", dir.display()))?
                 {
@@ -177,6 +182,18 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_loops_are_walked_once() {
+        let dir = scratch("loop");
+        std::fs::create_dir_all(dir.join("d")).unwrap();
+        std::fs::write(dir.join("d/a.wav"), b"").unwrap();
+        std::os::unix::fs::symlink(".", dir.join("d/p")).unwrap();
+        std::os::unix::fs::symlink(".", dir.join("d/q")).unwrap();
+        let inputs = collect_inputs(&[dir.join("d")]).unwrap();
+        assert_eq!(inputs.len(), 1, "{inputs:?}");
     }
 
     #[test]

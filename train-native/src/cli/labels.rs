@@ -75,8 +75,8 @@ pub fn run(args: LabelsArgs) -> Result<()> {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads == 0 {
-        bail!("--threads must be at least 1");
+    if !(1..=crate::MAX_THREADS).contains(&threads) {
+        bail!("--threads {threads}: expected 1 to {}", crate::MAX_THREADS);
     }
     let config = CqtConfig::default();
     let cqt = Cqt::cached(&config)?;

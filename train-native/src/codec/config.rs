@@ -195,6 +195,12 @@ impl CodecRunConfig {
                 "{at}: [quantizer] decay in (0, 1), epsilon > 0, dead_code_threshold >= 0 expected"
             );
         }
+        if q.kmeans_iters > 10_000 {
+            bail!(
+                "{at}: [quantizer] kmeans_iters = {}: expected at most 10000 (EnCodec: 50)",
+                q.kmeans_iters
+            );
+        }
         if l.mel_windows.is_empty()
             || l.mel_windows
                 .iter()
