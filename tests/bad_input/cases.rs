@@ -12,6 +12,7 @@ pub const CASES: &[(&str, &str, &str)] = &[
     // audio
     ("embed: missing audio", "embed {w}/nope.wav --model {m} --out {c}/o.npy", "nope.wav"),
     ("embed: empty audio", "embed {w}/empty.wav --model {m} --out {c}/o.npy", "empty.wav"),
+    ("tag: a device, not a file", "tag /dev/null", "/dev/null"),
     ("embed: random bytes", "embed {w}/random.wav --model {m} --out {c}/o.npy", "random.wav"),
     ("embed: random bytes as FLAC", "embed {w}/random.flac --model {m} --out {c}/o.npy", "random.flac"),
     ("embed: random MP3", "embed {fx}/audio/bad_random_bytes.mp3 --model {m} --out {c}/o.npy", "bad_random_bytes.mp3"),
@@ -96,7 +97,7 @@ pub const CASES: &[(&str, &str, &str)] = &[
     ("tag --threshold NaN", "tag {a} --threshold NaN", "--threshold"),
     ("tag --timeline 0", "tag {a} --timeline 0", "--timeline"),
     ("tag --timeline inf", "tag {a} --timeline inf", "--timeline"),
-    ("probe --layer 3 of 0..=2", "probe --model {k} --train {w}/list.csv --valid {w}/list.csv --layer 3 --out {c}/p.safetensors", "layer"),
+    ("probe --layer 3 of 0..=2", "probe --model {k} --train {w}/list.csv --valid {w}/list.csv --layer 3 --out {c}/p.safetensors", "--layer 3"),
     ("probe --epochs 0", "probe --features cqt --train {w}/list.csv --valid {w}/list.csv --epochs 0 --out {c}/p.safetensors", "--epochs"),
     ("probe --batch-size 0", "probe --features cqt --train {w}/list.csv --valid {w}/list.csv --batch-size 0 --out {c}/p.safetensors", "--batch-size"),
     ("probe --lr NaN", "probe --features cqt --train {w}/list.csv --valid {w}/list.csv --lr NaN --out {c}/p.safetensors", "--lr"),

@@ -42,7 +42,8 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
                     }
                 }
             }
-        } else if p.is_file() {
+        } else if p.exists() {
+            // a regular file, or a device or pipe given by name: the decoder says what it holds
             let relative = PathBuf::from(p.file_stem().unwrap_or(p.as_os_str()));
             files.push(Input {
                 path: p.clone(),

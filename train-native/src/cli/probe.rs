@@ -160,6 +160,14 @@ pub fn run(args: ProbeArgs, quiet: bool) -> Result<()> {
                 anyhow::anyhow!("--layer {n}: expected `all`, `concat` or an index")
             })?),
         };
+    if let LayerChoice::Index(i) = layer
+        && args.features == Features::Mert
+        && i >= states
+    {
+        bail!(
+            "--layer {i}: expected `all`, `concat` or an index below {states} (the model's hidden states)"
+        );
+    }
     let config = HeadConfig {
         tags: tags.clone(),
         pooling: "mean".into(),
