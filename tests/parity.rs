@@ -235,6 +235,15 @@ fn missing_extra_and_misshapen_tensors_are_named() {
     );
 
     let mut t = source.tensors.clone();
+    let mut nan = t.get(key).unwrap().clone();
+    nan.data[5] = f32::NAN;
+    t.insert(key, nan);
+    let e = Checkpoint::from_reference(source.config.clone(), t)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(key) && e.contains("NaN"), "{e}");
+
+    let mut t = source.tensors.clone();
     t.insert(
         "encoder.layers.7.extra.weight",
         HostTensor::new(vec![1], vec![0.0]),

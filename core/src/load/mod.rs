@@ -171,7 +171,16 @@ fn check_against_config(config: &MertConfig, tensors: &TensorMap) -> Result<()> 
                     "data length does not match its shape",
                 ));
             }
-            Some(_) => {}
+            Some(t) => {
+                // a damaged file: refused here rather than giving meaningless features
+                if let Some(v) = t.data.iter().find(|v| !v.is_finite()) {
+                    return Err(MertError::tensor(
+                        &tensors.source,
+                        key,
+                        format!("holds {v}; weights must be finite"),
+                    ));
+                }
+            }
         }
     }
     if expected.len() != tensors.tensors.len() {
