@@ -89,16 +89,7 @@ pub(crate) fn read(bytes: &[u8], path: &Path) -> Result<Option<KitFile>> {
     } else {
         HashMap::new()
     };
-    let layout = layout_of(
-        &metadata,
-        path,
-        |base| {
-            // without `mert.quant.block`: the block its scales' shape implies
-            let scale = st.tensor(&format!("{base}{}", quant::SCALE_SUFFIX)).ok()?;
-            Some((shapes.get(base)?.clone(), scale.shape().to_vec()))
-        },
-        &shapes,
-    )?;
+    let layout = layout_of(&metadata, path, &st, &shapes)?;
     let tensors = quant::decode(st.tensors(), &shapes, layout, &source)?;
     Ok(Some(KitFile {
         config,
@@ -136,12 +127,11 @@ fn config_of(metadata: &HashMap<String, String>, path: &Path) -> Result<MertConf
 }
 
 /// The storage scheme stated by `mert.quant` (absent: f32) and, for q8/q4, `mert.quant.block`
-/// (absent: implied by the first quantized weight's scales, `shape_of` giving the weight's
-/// and its scales' shapes).
+/// (absent: implied by the scales of the first quantized weight, of the `shapes` expected).
 fn layout_of(
     metadata: &HashMap<String, String>,
     path: &Path,
-    shape_of: impl Fn(&str) -> Option<(Vec<usize>, Vec<usize>)>,
+    st: &SafeTensors,
     shapes: &HashMap<String, Vec<usize>>,
 ) -> Result<Layout> {
     let name = metadata.get(META_QUANT).map_or("f32", String::as_str);
@@ -159,8 +149,11 @@ fn layout_of(
         bases.sort();
         return bases
             .into_iter()
-            .find_map(|b| shape_of(b))
-            .and_then(|(weight, scale)| implied_block(&weight, &scale))
+            .find_map(|b| {
+                let scale = st.tensor(&format!("{b}{}", quant::SCALE_SUFFIX)).ok()?;
+                Some((&shapes[b], scale.shape().to_vec()))
+            })
+            .and_then(|(weight, scale)| implied_block(weight, &scale))
             .map(|block| Layout::new(scheme).with_block(block))
             .ok_or_else(|| {
                 MertError::format(

@@ -127,6 +127,17 @@ pub fn save(
     )
 }
 
+/// `--stop-at` must lie after the step a run starts from (else it is never reached). Shared by
+/// `mert pretrain` and `mert train-codec`.
+pub fn check_stop_at(stop_at: Option<u64>, step: u64) -> Result<()> {
+    if let Some(stop) = stop_at
+        && stop <= step
+    {
+        bail!("--stop-at {stop}: expected a step after the run's current step {step}");
+    }
+    Ok(())
+}
+
 /// Write checkpoint `step-NNNNNNNN` holding `files` (name, bytes; `state.json` marks a
 /// checkpoint as finished) in a temp folder renamed into place, then prune to the newest
 /// `keep`. Shared by `mert pretrain` and `mert train-codec`.

@@ -206,14 +206,7 @@ pub fn pretrain(
             )
         }
     };
-    if let Some(stop) = stop_at
-        && stop <= state.step
-    {
-        bail!(
-            "--stop-at {stop}: expected a step after the run's current step {}",
-            state.step
-        );
-    }
+    crate::pretrain::checkpoint::check_stop_at(stop_at, state.step)?;
     let run = Run {
         dir: out,
         config: &config,
