@@ -223,3 +223,43 @@ fn silence_and_odd_rates_embed_to_finite_values() {
         );
     }
 }
+
+/// A file cut short (its header states 2 s, 1 s is there) is embedded as far as it goes, with
+/// one warning line saying so; `--quiet` hides it.
+#[test]
+fn truncated_file_embeds_what_is_there_and_warns() {
+    let root = tempfile::tempdir().unwrap();
+    let cut = root.path().join("cut.wav");
+    // a download cut short: both the RIFF and the data chunk state the full length
+    let mut bytes = wav(1, 1, 24_000, 16, &pcm16(24_000), Some(96_000));
+    bytes[4..8].copy_from_slice(&(36u32 + 96_000).to_le_bytes());
+    std::fs::write(&cut, bytes).unwrap();
+    let model = fixtures().join("mert_tiny");
+    for quiet in [false, true] {
+        let out = root.path().join(format!("cut{quiet}.npy"));
+        let run = Command::new(env!("CARGO_BIN_EXE_mert"))
+            .arg("embed")
+            .arg(&cut)
+            .arg("--model")
+            .arg(&model)
+            .args(["--layers", "last", "--out"])
+            .arg(&out)
+            .args(quiet.then_some("--quiet"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{err}");
+        if quiet {
+            assert!(err.is_empty(), "{err}");
+        } else {
+            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+            assert!(
+                err.contains("cut.wav") && err.contains("decoded 1.00 s of the 2.00 s"),
+                "{err}"
+            );
+        }
+        let b = std::fs::read(&out).unwrap();
+        let header = String::from_utf8_lossy(&b[10..80]);
+        assert!(header.contains("'shape': (74, 64)"), "{header}");
+    }
+}

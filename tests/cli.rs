@@ -392,6 +392,31 @@ fn folder_mode_reports_bad_files_goes_on_and_resumes() {
             .unwrap(),
         before
     );
+    // `--format safetensors` names the folder's outputs; a single file's name must agree with it.
+    let st = tmp.path().join("emb-st");
+    let mut with_format = args.to_vec();
+    with_format[5] = st.to_str().unwrap();
+    with_format.extend(["--format", "safetensors"]);
+    let _ = mert(&with_format);
+    let bytes = std::fs::read(st.join("album/b.safetensors")).unwrap();
+    let (file, _) = read_safetensors(&bytes, "b.safetensors").unwrap();
+    assert_eq!(file.get("hidden_states").unwrap().shape, [149, 64]);
+    assert!(!st.join("a.npy").exists());
+    let one = music.join("a.wav");
+    let npy = tmp.path().join("one.npy");
+    fails_with(
+        &[
+            "embed",
+            one.to_str().unwrap(),
+            "--model",
+            dir.to_str().unwrap(),
+            "--out",
+            npy.to_str().unwrap(),
+            "--format",
+            "safetensors",
+        ],
+        &["one.npy", "--format safetensors"],
+    );
 }
 
 #[test]
@@ -546,7 +571,19 @@ fn usage_errors_are_one_line_too() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("error:"), "{err}");
     }
-    assert!(mert(&["--help"]).status.success());
+    for help in [
+        &["--help"][..],
+        &["help"],
+        &["help", "--help"],
+        &["help", "embed"],
+    ] {
+        let out = mert(help);
+        assert!(out.status.success(), "{help:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage:"),
+            "{help:?}"
+        );
+    }
 }
 
 #[test]

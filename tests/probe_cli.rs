@@ -89,6 +89,33 @@ fn probe_learns_and_tag_reports() {
         "tone vs noise on the tiny backbone: ROC-AUC {auc}"
     );
     assert_eq!(report["tags"], serde_json::json!(["noise", "tone"]));
+    // Through a feature cache: the same figures; entries damaged to NaN are recomputed.
+    let cache = s("cache");
+    let cached = probe(
+        &["--model", &model, "--cache", &cache],
+        "cached.safetensors",
+    );
+    assert_eq!(cached["test"], report["test"]);
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!entries.is_empty());
+    for e in &entries {
+        let n = std::fs::metadata(e).unwrap().len() as usize / 4;
+        std::fs::write(e, f32::NAN.to_le_bytes().repeat(n)).unwrap();
+    }
+    let redone = probe(
+        &["--model", &model, "--cache", &cache],
+        "cached.safetensors",
+    );
+    assert_eq!(redone["test"], report["test"]);
+    let first = std::fs::read(&entries[0]).unwrap();
+    assert!(
+        first
+            .chunks_exact(4)
+            .all(|c| f32::from_le_bytes(c.try_into().unwrap()).is_finite())
+    );
     // The CQT baseline needs no model and learns it too.
     let cqt = probe(&["--features", "cqt"], "cqt.safetensors");
     assert!(cqt["test"]["roc_auc"].as_f64().unwrap() >= 0.9, "{cqt}");
@@ -169,4 +196,20 @@ fn embedded_default_tags_the_example_clip() {
         last = p;
     }
     assert!(out["model"].as_str().unwrap().contains("embedded"));
+    // The same clip through a pipe (`-` is standard input) gives the same tags.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mert"))
+        .args(["tag", "-", "--json", "--top", "3"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(&clip).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &bytes));
+    let piped = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(piped.status.success());
+    let piped = json(&String::from_utf8_lossy(&piped.stdout));
+    assert_eq!(piped["file"], "-");
+    assert_eq!(piped["tags"], out["tags"]);
 }

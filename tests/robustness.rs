@@ -1659,8 +1659,9 @@ fn wave_channel_masks_symphonia_cannot_repair_are_refused() {
         0x66, 0x61, 0x63, 0x74, 0x04, 0x00,
     ];
     for (bytes, what) in [
-        (crash.to_vec(), "0x0000003f cannot describe 769 channels"),
-        (wav(40, 0x3), "0x00000003 cannot describe 40 channels"),
+        // symphonia reads at most 31 channels from a WAV: more are refused first
+        (crash.to_vec(), "769 channels: WAV files with more than 31 channels"),
+        (wav(40, 0x3), "40 channels: WAV files with more than 31 channels"),
         (wav(2, 0x8000_0000), "0x80000000 cannot describe 2 channels"),
     ] {
         let e = decode_bytes(bytes, Some("wav"), "mask.wav")

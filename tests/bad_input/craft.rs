@@ -153,6 +153,15 @@ pub fn craft(w: &Path) {
             "channels_max.wav",
             wav(1, u16::MAX, 24_000, 16, &pcm16(65_535), None),
         ),
+        (
+            "channels32.wav",
+            wav(1, 32, 24_000, 16, &pcm16(32 * 4800), None),
+        ),
+        ("rf64.wav", {
+            let mut b = wav(1, 1, 24_000, 16, &tone, None);
+            b[..4].copy_from_slice(b"RF64");
+            b
+        }),
         ("short.wav", wav(1, 1, 24_000, 16, &pcm16(100), None)),
     ] {
         write(name, &bytes);
@@ -238,6 +247,25 @@ pub fn craft(w: &Path) {
     write(
         "kit_no_config.safetensors",
         &rebuild(&kit, keep, set("mert.config", None)),
+    );
+    // header edits the safetensors crate refuses without naming the tensor
+    let header_edit = |edit: fn(&mut serde_json::Value)| {
+        let len = u64::from_le_bytes(kit[..8].try_into().unwrap()) as usize;
+        let mut header: serde_json::Value = serde_json::from_slice(&kit[8..8 + len]).unwrap();
+        edit(&mut header["encoder.layer_norm.weight"]);
+        let text = serde_json::to_vec(&header).unwrap();
+        let mut out = (text.len() as u64).to_le_bytes().to_vec();
+        out.extend(text);
+        out.extend(&kit[8 + len..]);
+        out
+    };
+    write(
+        "kit_shape_vs_bytes.safetensors",
+        &header_edit(|t| t["shape"] = serde_json::json!([65])),
+    );
+    write(
+        "kit_unknown_dtype.safetensors",
+        &header_edit(|t| t["dtype"] = serde_json::json!("Q7")),
     );
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let tagger = std::fs::read(root.join("models/default/mert-tag-default.safetensors")).unwrap();

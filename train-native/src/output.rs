@@ -51,14 +51,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The output array formats, chosen by file extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The output array formats, chosen by file extension (or `--format` for a folder of outputs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ArrayFormat {
     Npy,
     Safetensors,
 }
 
 impl ArrayFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Npy => "npy",
+            Self::Safetensors => "safetensors",
+        }
+    }
+
     pub fn from_path(path: &Path) -> Result<Self> {
         match path.extension().and_then(|e| e.to_str()) {
             Some("npy") => Ok(Self::Npy),

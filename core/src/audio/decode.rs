@@ -33,11 +33,13 @@ fn check_rate(rate: u32, name: &str) -> Result<u32> {
     }
 }
 
-/// symphonia 0.6.1 repairs a WAVE_FORMAT_EXTENSIBLE channel mask that names fewer channels than
-/// the header states by shifting in ones; the shift overflows when 32 or more are missing or the
-/// mask's top bit is set (a panic where overflow checks are on, a made-up layout elsewhere).
-/// Such headers are refused before symphonia reads them. The source is left at its start.
-fn check_wave_mask(source: &mut dyn MediaSource) -> std::result::Result<(), String> {
+/// Refuse, with a message naming the cause, what symphonia 0.6.1 would misreport: containers
+/// it has no reader for (named), WAV files with more than 31 channels (it says "invalid channel
+/// count"), and WAVE_FORMAT_EXTENSIBLE channel masks naming fewer channels than the header
+/// states, which it repairs by shifting in ones; that shift overflows when 32 or more are
+/// missing or the mask's top bit is set (a panic where overflow checks are on, a made-up
+/// layout elsewhere). The source is left at its start.
+fn check_header(source: &mut dyn MediaSource) -> std::result::Result<(), String> {
     use std::io::{Read, SeekFrom};
     if !source.is_seekable() {
         return Ok(());
@@ -48,6 +50,16 @@ fn check_wave_mask(source: &mut dyn MediaSource) -> std::result::Result<(), Stri
         .seek(SeekFrom::Start(0))
         .and(read)
         .map_err(|e| format!("cannot read the file ({e})"))?;
+    if let Some(format) = unsupported_container(&head) {
+        return Err(format!(
+            "{format} files are not supported; convert to WAV, FLAC or Ogg Vorbis"
+        ));
+    }
+    if let Some(channels) = wave_channels(&head).filter(|&c| c > 31) {
+        return Err(format!(
+            "{channels} channels: WAV files with more than 31 channels are not supported"
+        ));
+    }
     if let Some((channels, mask)) = wave_extensible_mask(&head) {
         let missing = i64::from(channels) - i64::from(mask.count_ones());
         if missing > 0 && (missing >= 32 || mask & 0x8000_0000 != 0) {
@@ -59,10 +71,31 @@ fn check_wave_mask(source: &mut dyn MediaSource) -> std::result::Result<(), Stri
     Ok(())
 }
 
-/// The channel count and channel mask of a RIFF/WAVE header's WAVE_FORMAT_EXTENSIBLE `fmt `
-/// chunk, when `head` (the file's first bytes) holds one.
-fn wave_extensible_mask(head: &[u8]) -> Option<(u16, u32)> {
-    let u16_at = |b: &[u8], i: usize| Some(u16::from_le_bytes(b.get(i..i + 2)?.try_into().ok()?));
+/// Containers the decoder has no reader for, told by their first bytes, so the error can
+/// name them.
+fn unsupported_container(head: &[u8]) -> Option<&'static str> {
+    const W64_RIFF: [u8; 16] = [
+        b'r', b'i', b'f', b'f', 0x2E, 0x91, 0xCF, 0x11, 0xA5, 0xD6, 0x28, 0xDB, 0x04, 0xC1, 0x00,
+        0x00,
+    ];
+    match head {
+        [b'R', b'F', b'6', b'4', ..] | [b'B', b'W', b'6', b'4', ..] => Some("RF64 (large WAV)"),
+        _ if head.starts_with(&W64_RIFF) => Some("Sony Wave64"),
+        [b'.', b's', b'n', b'd', ..] => Some("Sun/NeXT AU"),
+        [b'w', b'v', b'p', b'k', ..] => Some("WavPack"),
+        [b'M', b'A', b'C', b' ', ..] => Some("Monkey's Audio"),
+        _ => None,
+    }
+}
+
+/// The channel count a RIFF/WAVE `fmt ` chunk states, when `head` holds one.
+fn wave_channels(head: &[u8]) -> Option<u16> {
+    wave_fmt(head).and_then(|fmt| Some(u16::from_le_bytes(fmt.get(2..4)?.try_into().ok()?)))
+}
+
+/// The body of a RIFF/WAVE header's `fmt ` chunk, when `head` (the file's first bytes) holds
+/// one.
+fn wave_fmt(head: &[u8]) -> Option<&[u8]> {
     let u32_at = |b: &[u8], i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?));
     if head.get(0..4)? != b"RIFF" || head.get(8..12)? != b"WAVE" {
         return None;
@@ -72,16 +105,24 @@ fn wave_extensible_mask(head: &[u8]) -> Option<(u16, u32)> {
         let size = u32_at(head, at + 4)? as usize;
         let body = at + 8;
         if id == b"fmt " {
-            let fmt = head.get(body..)?;
-            if u16_at(fmt, 0)? != 0xFFFE {
-                return None;
-            }
-            return Some((u16_at(fmt, 2)?, u32_at(fmt, 20)?));
+            return head.get(body..);
         }
         // chunks are padded to an even size
         at = body.checked_add(size)?.checked_add(size & 1)?;
     }
     None
+}
+
+/// The channel count and channel mask of a RIFF/WAVE header's WAVE_FORMAT_EXTENSIBLE `fmt `
+/// chunk, when `head` (the file's first bytes) holds one.
+fn wave_extensible_mask(head: &[u8]) -> Option<(u16, u32)> {
+    let u16_at = |b: &[u8], i: usize| Some(u16::from_le_bytes(b.get(i..i + 2)?.try_into().ok()?));
+    let u32_at = |b: &[u8], i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?));
+    let fmt = wave_fmt(head)?;
+    if u16_at(fmt, 0)? != 0xFFFE {
+        return None;
+    }
+    Some((u16_at(fmt, 2)?, u32_at(fmt, 20)?))
 }
 
 /// Decoded mono audio.
@@ -93,7 +134,41 @@ pub struct MonoAudio {
     pub source_channels: usize,
 }
 
-/// Decode a file on disk.
+/// The most bytes read from a pipe or `-` (standard input), which are held in memory.
+pub const PIPE_LIMIT: u64 = 1 << 30;
+
+/// The bytes of an input that cannot be read twice from its path: `-` (standard input), a
+/// pipe (`<(...)`, `/dev/stdin`) or a device. `None` for a regular file, read from disk as it
+/// decodes. Held in memory, so up to [`PIPE_LIMIT`].
+pub fn read_if_stream(path: &Path) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(PIPE_LIMIT + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        let file = std::fs::File::open(path).map_err(|e| MertError::io(path, e))?;
+        match file.metadata() {
+            Ok(m) if m.is_file() => return Ok(None),
+            _ => file.take(PIPE_LIMIT + 1).read_to_end(&mut bytes),
+        }
+    };
+    read.map_err(|e| MertError::io(path, e))?;
+    if bytes.len() as u64 > PIPE_LIMIT {
+        return Err(MertError::audio(
+            &path.display().to_string(),
+            format!(
+                "more than {} MiB through a pipe; give it as a file",
+                PIPE_LIMIT >> 20
+            ),
+        ));
+    }
+    Ok(Some(bytes))
+}
+
+/// Decode a file on disk (or `-`, standard input).
 pub fn decode_file(path: &Path) -> Result<MonoAudio> {
     AudioStream::open(path)?.collect()
 }
@@ -113,15 +188,25 @@ pub struct AudioStream {
     channels: usize,
     interleaved: Vec<f32>,
     bad_packets: usize,
+    /// Frames the container states (without encoder delay and padding), and frames decoded.
+    stated_frames: Option<u64>,
+    decoded_frames: u64,
+    /// The stream ended before the container said it would (an unexpected end of file).
+    cut_short: bool,
+    warn: bool,
     done: bool,
 }
 
 impl AudioStream {
-    /// Open a file on disk.
+    /// Open a file on disk; a pipe or `-` is read into memory first ([`read_if_stream`]).
     pub fn open(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| MertError::io(path, e))?;
         let ext = path.extension().and_then(|e| e.to_str());
-        Self::from_source(Box::new(file), ext, &path.display().to_string())
+        let name = path.display().to_string();
+        if let Some(bytes) = read_if_stream(path)? {
+            return Self::from_source(Box::new(Cursor::new(bytes)), ext, &name);
+        }
+        let file = std::fs::File::open(path).map_err(|e| MertError::io(path, e))?;
+        Self::from_source(Box::new(file), ext, &name)
     }
 
     /// Open any media source (a file, an in-memory cursor).
@@ -134,7 +219,7 @@ impl AudioStream {
         if source.byte_len() == Some(0) {
             return Err(fail("empty file (0 bytes)".into()));
         }
-        check_wave_mask(source.as_mut()).map_err(fail)?;
+        check_header(source.as_mut()).map_err(fail)?;
         let mss = MediaSourceStream::new(source, Default::default());
         let mut hint = Hint::new();
         if let Some(ext) = extension {
@@ -152,6 +237,7 @@ impl AudioStream {
             .default_track(TrackType::Audio)
             .ok_or_else(|| fail("no audio track".into()))?;
         let track_id = track.id;
+        let stated_frames = track.num_frames.filter(|&n| n > 0);
         let params = track
             .codec_params
             .as_ref()
@@ -183,8 +269,18 @@ impl AudioStream {
             channels: params.channels.as_ref().map(|c| c.count()).unwrap_or(0),
             interleaved: Vec::new(),
             bad_packets: 0,
+            stated_frames,
+            decoded_frames: 0,
+            cut_short: false,
+            warn: true,
             done: false,
         })
+    }
+
+    /// No warnings at the end of this stream (a second pass over a file already reported).
+    pub fn without_warnings(mut self) -> Self {
+        self.warn = false;
+        self
     }
 
     /// The stream's sample rate (as stated by the container, updated by decoded packets).
@@ -206,7 +302,10 @@ impl AudioStream {
                 Ok(Some(p)) => p,
                 Ok(None) => break,
                 // A truncated stream ends the audio; what was decoded so far is kept.
-                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    self.cut_short = true;
+                    break;
+                }
                 Err(e) => return Err(fail(format!("cannot read the stream ({e})"))),
             };
             if packet.track_id != self.track_id {
@@ -236,6 +335,7 @@ impl AudioStream {
             }
             self.sample_rate = rate;
             self.channels = channels;
+            self.decoded_frames += (buf.samples_interleaved() / channels) as u64;
             self.interleaved.resize(buf.samples_interleaved(), 0.0);
             buf.copy_to_slice_interleaved(&mut self.interleaved);
             let scale = 1.0 / channels as f32;
@@ -248,15 +348,41 @@ impl AudioStream {
         }
         if !self.done {
             self.done = true;
-            if self.bad_packets > 0 {
-                log::warn!(
-                    "{}: skipped {} undecodable packets",
-                    self.name,
-                    self.bad_packets
-                );
+            if self.warn {
+                self.warn_if_damaged();
             }
         }
         Ok(None)
+    }
+
+    /// One warning line when the audio decoded is not all the file promised: undecodable
+    /// packets skipped, or fewer frames than the header states (a truncated download).
+    fn warn_if_damaged(&self) {
+        let seconds = |frames: u64| frames as f64 / self.sample_rate.max(1) as f64;
+        let mut problems = Vec::new();
+        if self.bad_packets > 0 {
+            problems.push(format!("skipped {} undecodable packets", self.bad_packets));
+        }
+        // a few packets' worth of slack: decoders may trim or pad the last one
+        let short = self
+            .stated_frames
+            .filter(|&n| n > self.decoded_frames + 4096.max(n / 100));
+        if let Some(n) = short {
+            problems.push(format!(
+                "decoded {:.2} s of the {:.2} s its header states",
+                seconds(self.decoded_frames),
+                seconds(n)
+            ));
+        } else if self.cut_short {
+            problems.push("the file ends in the middle of a packet".into());
+        }
+        if !problems.is_empty() {
+            log::warn!(
+                "{}: damaged or truncated: {}",
+                self.name,
+                problems.join("; ")
+            );
+        }
     }
 
     /// Decode everything that is left into memory.

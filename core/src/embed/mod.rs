@@ -122,6 +122,10 @@ impl FileSource {
     /// Open `path` and count its samples at `sample_rate` with a first decoding pass, so the
     /// windows can be planned before any audio is held (memory stays one window deep).
     pub fn open(path: &std::path::Path, sample_rate: u32) -> Result<(Self, usize)> {
+        // a pipe or standard input cannot be read twice: it is held in memory
+        if let Some(bytes) = crate::audio::decode::read_if_stream(path)? {
+            return Self::from_bytes(bytes, &path.display().to_string(), sample_rate);
+        }
         Self::counted(&path.display().to_string(), sample_rate, || {
             AudioStream::open(path)
         })
@@ -155,7 +159,8 @@ impl FileSource {
         let from = counter.sample_rate();
         drop(counter);
         let total = (n * sample_rate as u64).div_ceil(from as u64) as usize;
-        let stream = open()?;
+        // the counting pass has warned about damage already
+        let stream = open()?.without_warnings();
         Ok((
             Self {
                 resampler: Some(StreamResampler::new(from, sample_rate)?),

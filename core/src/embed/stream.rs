@@ -147,9 +147,19 @@ impl WindowRun {
             .map(|h| (h * rate).round() as usize)
             .unwrap_or(window / 2);
         if window > 0 && window < total && hop < frame_hop {
-            return Err(MertError::Invalid(format!(
-                "--hop must be at least one frame ({frame_hop} samples)"
-            )));
+            let frame_s = frame_hop as f64 / rate;
+            return Err(MertError::Invalid(match options.hop_seconds {
+                Some(h) => format!(
+                    "--hop {h} s is shorter than one frame ({frame_hop} samples, {frame_s:.4} s)"
+                ),
+                // the hop was derived, so name the option the user gave
+                None => format!(
+                    "--window {} s: its default hop (half a window) is shorter than one frame \
+                     ({frame_hop} samples); expected --window of at least {:.4} s or a --hop",
+                    options.window_seconds,
+                    2.0 * frame_s
+                ),
+            }));
         }
         let plans = plan_windows(total, window, hop, frame_hop, |n| model.frames_for(n));
         Ok(Self {

@@ -89,11 +89,10 @@ pub fn read_safetensors(
 }
 
 fn safetensors_parts(bytes: &[u8], source: &str) -> Result<(TensorMap, HashMap<String, String>)> {
-    let (_, header) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| MertError::format(source, format!("not a valid safetensors file: {e}")))?;
+    let invalid = |e| invalid_safetensors(bytes, source, e);
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| MertError::format(source, format!("not a valid safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(bytes).map_err(invalid)?;
     let mut map = TensorMap::new(source);
     for (name, view) in st.tensors() {
         let data = floats_from_le(view.dtype(), view.data()).ok_or_else(|| {
@@ -109,6 +108,101 @@ fn safetensors_parts(bytes: &[u8], source: &str) -> Result<(TensorMap, HashMap<S
         map.insert(name, HostTensor::new(view.shape().to_vec(), data));
     }
     Ok((map, metadata))
+}
+
+/// The error for bytes the safetensors crate refuses, naming the tensor at fault where the
+/// header shows one.
+pub(crate) fn invalid_safetensors(
+    bytes: &[u8],
+    source: &str,
+    e: safetensors::SafeTensorError,
+) -> MertError {
+    match invalid_entry(bytes) {
+        Some((key, why)) => MertError::tensor(source, &key, why),
+        None => MertError::format(source, format!("not a valid safetensors file: {e}")),
+    }
+}
+
+/// The first header entry that cannot be right (unknown dtype, a byte range that does not match
+/// its shape, or data past the end of the file), so an error can name the tensor; the
+/// safetensors crate's own errors do not.
+fn invalid_entry(bytes: &[u8]) -> Option<(String, String)> {
+    let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let end = 8usize.checked_add(usize::try_from(len).ok()?)?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes.get(8..end)?).ok()?;
+    let data_len = (bytes.len() - end) as u64;
+    let mut entries: Vec<_> = header
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .collect();
+    entries.sort_by_key(|(_, v)| v["data_offsets"][0].as_u64());
+    for (key, info) in entries {
+        let dtype = info["dtype"].as_str().unwrap_or("");
+        let Some(size) = dtype_bits(dtype) else {
+            return Some((
+                key.clone(),
+                format!(
+                    "unknown dtype `{dtype}` (expected F32, F16, BF16, F64 or an integer type)"
+                ),
+            ));
+        };
+        let shape: Option<Vec<u64>> = info["shape"]
+            .as_array()
+            .and_then(|dims| dims.iter().map(|d| d.as_u64()).collect());
+        let offsets: Option<Vec<u64>> = info["data_offsets"]
+            .as_array()
+            .and_then(|o| o.iter().map(|d| d.as_u64()).collect());
+        let (Some(shape), Some(offsets)) = (shape, offsets) else {
+            return Some((
+                key.clone(),
+                "expected a `shape` and two `data_offsets`".into(),
+            ));
+        };
+        let (&[start, stop], Some(count)) = (
+            offsets.as_slice(),
+            shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)),
+        ) else {
+            return Some((
+                key.clone(),
+                "expected a `shape` and two `data_offsets`".into(),
+            ));
+        };
+        let want = count.checked_mul(size).map(|b| b.div_ceil(8));
+        if stop < start || Some(stop - start) != want {
+            return Some((
+                key.clone(),
+                format!(
+                    "shape {shape:?} of {dtype} needs {} bytes but its data_offsets [{start}, {stop}] hold {}",
+                    want.map_or("too many".into(), |w| w.to_string()),
+                    stop.saturating_sub(start)
+                ),
+            ));
+        }
+        if stop > data_len {
+            return Some((
+                key.clone(),
+                format!(
+                    "data_offsets end at byte {stop} but the file holds {data_len} data bytes (truncated?)"
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// Bits per element of a safetensors dtype name.
+fn dtype_bits(name: &str) -> Option<u64> {
+    Some(match name {
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" | "F8_E4M3FNUZ"
+        | "F8_E5M2FNUZ" => 8,
+        "F4" => 4,
+        "F6_E2M3" | "F6_E3M2" => 6,
+        "I16" | "U16" | "F16" | "BF16" => 16,
+        "I32" | "U32" | "F32" => 32,
+        "I64" | "U64" | "F64" | "C64" => 64,
+        _ => return None,
+    })
 }
 
 /// Python callables a PyTorch state-dict pickle may reference: the tensor rebuilders and the

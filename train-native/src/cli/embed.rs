@@ -32,6 +32,9 @@ pub struct EmbedArgs {
     /// Output file (.npy or .safetensors) for one input, or a folder for several.
     #[arg(long)]
     pub out: PathBuf,
+    /// File format in an output folder (default npy); a single output file takes its extension's.
+    #[arg(long, value_enum)]
+    pub format: Option<ArrayFormat>,
     /// Hidden states to keep: `all`, `last`, or indices `N[,M..]` (0 = before the first layer).
     #[arg(long, default_value = "all")]
     pub layers: String,
@@ -87,7 +90,15 @@ pub fn run(args: EmbedArgs, quiet: bool) -> Result<()> {
     let single =
         inputs.len() == 1 && !args.out.is_dir() && args.audio.len() == 1 && !args.audio[0].is_dir();
     if single {
-        ArrayFormat::from_path(&args.out)?;
+        let format = ArrayFormat::from_path(&args.out)?;
+        if let Some(asked) = args.format.filter(|&f| f != format) {
+            bail!(
+                "{}: --format {} but the file name ends in .{}; expected matching names",
+                args.out.display(),
+                asked.extension(),
+                format.extension()
+            );
+        }
         // never write the embedding over the model or the audio it is made from
         if let Ok(out) = std::fs::canonicalize(&args.out) {
             let same = |p: &PathBuf| std::fs::canonicalize(p).is_ok_and(|p| p == out);
@@ -116,7 +127,8 @@ pub fn run(args: EmbedArgs, quiet: bool) -> Result<()> {
         let out = if single {
             args.out.clone()
         } else {
-            let out = output_for(input, &args.out, "npy")?;
+            let ext = args.format.unwrap_or(ArrayFormat::Npy).extension();
+            let out = output_for(input, &args.out, ext)?;
             if out.exists() {
                 log::info!("{}: exists, skipped", out.display());
                 continue;

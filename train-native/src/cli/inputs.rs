@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 
 /// Extensions treated as audio when walking folders.
 const AUDIO: &[&str] = &[
-    "wav", "wave", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac", "aif", "aiff", "caf", "mka",
-    "mkv", "webm", "opus",
+    "wav", "wave", "bwf", "flac", "mp3", "ogg", "oga", "ogx", "m4a", "m4b", "mp4", "aac", "aif",
+    "aiff", "aifc", "caf", "mka", "mkv", "webm", "opus",
 ];
 
 /// An audio file and the relative output path it maps to (without extension).
@@ -34,6 +34,13 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
                     .with_context(|| format!("{}: cannot list", dir.display()))?
                 {
                     let path = entry?.path();
+                    // hidden entries (`.git`, macOS `._song.wav` resource forks) are not music
+                    if path
+                        .file_name()
+                        .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
+                    {
+                        continue;
+                    }
                     if path.is_dir() {
                         stack.push(path);
                     } else if is_audio(&path) {
@@ -42,7 +49,7 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
                     }
                 }
             }
-        } else if p.exists() {
+        } else if p.exists() || p == Path::new("-") {
             // a regular file, or a device or pipe given by name: the decoder says what it holds
             let relative = PathBuf::from(p.file_stem().unwrap_or(p.as_os_str()));
             files.push(Input {
@@ -147,7 +154,18 @@ mod tests {
     fn outputs_are_distinct_and_keep_dots() {
         let dir = scratch("distinct");
         std::fs::create_dir_all(dir.join("sub")).unwrap();
-        for f in ["a.wav", "a.mp3", "take.2.wav", "sub/a.wav", "notes.txt"] {
+        std::fs::create_dir_all(dir.join(".git")).unwrap();
+        let files = [
+            "a.wav",
+            "a.mp3",
+            "take.2.wav",
+            "sub/a.wav",
+            "notes.txt",
+            "c.AIFC",
+            "._a.wav",
+            ".git/b.wav",
+        ];
+        for f in files {
             std::fs::write(dir.join(f), b"").unwrap();
         }
         let inputs = collect_inputs(std::slice::from_ref(&dir)).unwrap();
@@ -155,10 +173,11 @@ mod tests {
             .iter()
             .map(|i| i.relative.display().to_string())
             .collect();
-        assert_eq!(rel, ["a.mp3", "a.wav", "sub/a", "take.2"]);
+        // hidden files and folders (`._a.wav`: a macOS resource fork) are skipped
+        assert_eq!(rel, ["a.mp3", "a.wav", "c", "sub/a", "take.2"]);
         let o = scratch("o2");
         assert_eq!(
-            output_for(&inputs[3], &o, "npy").unwrap(),
+            output_for(&inputs[4], &o, "npy").unwrap(),
             o.join("take.2.npy")
         );
         assert_eq!(

@@ -122,9 +122,17 @@ pub fn run(args: TagArgs) -> Result<()> {
         hop_seconds: None,
     };
     let frame_rate = tagger.model.frame_rate();
+    if let Some(t) = args.timeline
+        && t * frame_rate < 1.0
+    {
+        bail!(
+            "--timeline {t}: expected at least one model frame ({:.4} s)",
+            1.0 / frame_rate
+        );
+    }
     let segment_frames = args
         .timeline
-        .map_or(0, |s| ((s * frame_rate).round() as usize).max(1));
+        .map_or(0, |s| (s * frame_rate).round() as usize);
     let mut failed = 0;
     for input in &inputs {
         let result = (|| -> Result<()> {
@@ -212,8 +220,17 @@ fn print_result(
             print!(" {t:>width$}");
         }
         println!();
+        // enough decimals to tell the rows apart
+        let step = timeline.first().map_or(1.0, |(a, b, _)| b - a);
+        let digits = if step >= 0.5 {
+            1
+        } else if step >= 0.05 {
+            2
+        } else {
+            3
+        };
         for (a, b, p) in timeline {
-            print!("  {:>7.1}-{:<7.1}", a, b);
+            print!("  {a:>7.digits$}-{b:<7.digits$}");
             for v in p {
                 print!(" {v:>width$.2}");
             }

@@ -82,13 +82,21 @@ impl Extractor {
         };
         let file = cache_file(dir, &self.key(), path)?;
         let (s, d) = self.shape();
+        // An entry of the wrong size or with non-finite values (damaged or edited) is redone.
         if let Ok(bytes) = std::fs::read(&file)
             && bytes.len() == s * d * 4
         {
-            return Ok(bytes
+            let v: Vec<f32> = bytes
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect());
+                .collect();
+            if v.iter().all(|x| x.is_finite()) {
+                return Ok(v);
+            }
+            log::warn!(
+                "{}: damaged feature cache entry, recomputed",
+                file.display()
+            );
         }
         let v = self.clip(path)?;
         let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
