@@ -1660,8 +1660,14 @@ fn wave_channel_masks_symphonia_cannot_repair_are_refused() {
     ];
     for (bytes, what) in [
         // symphonia reads at most 31 channels from a WAV: more are refused first
-        (crash.to_vec(), "769 channels: WAV files with more than 31 channels"),
-        (wav(40, 0x3), "40 channels: WAV files with more than 31 channels"),
+        (
+            crash.to_vec(),
+            "769 channels: WAV files with more than 31 channels",
+        ),
+        (
+            wav(40, 0x3),
+            "40 channels: WAV files with more than 31 channels",
+        ),
         (wav(2, 0x8000_0000), "0x80000000 cannot describe 2 channels"),
     ] {
         let e = decode_bytes(bytes, Some("wav"), "mask.wav")

@@ -18,11 +18,21 @@ pub struct Input {
     pub relative: PathBuf,
 }
 
-/// Expand files and folders into inputs, sorted for a stable order.
+/// Expand files and folders into inputs, sorted for a stable order. With several folders
+/// given, each one's outputs go under its own name (`train/a.wav` -> `train/a`), so two
+/// folders holding the same names do not clash.
 pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
     let mut files = Vec::new();
+    let folders = paths.iter().filter(|p| p.is_dir()).count();
     for p in paths {
         if p.is_dir() {
+            let prefix = match std::fs::canonicalize(p)
+                .ok()
+                .and_then(|c| c.file_name().map(PathBuf::from))
+            {
+                Some(name) if folders > 1 => name,
+                _ => PathBuf::new(),
+            };
             // each folder once, by its real path: symlinks back up the tree do not loop
             let mut seen = std::collections::HashSet::new();
             let mut stack = vec![p.clone()];
@@ -44,7 +54,8 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
                     if path.is_dir() {
                         stack.push(path);
                     } else if is_audio(&path) {
-                        let relative = path.strip_prefix(p).unwrap_or(&path).with_extension("");
+                        let relative =
+                            prefix.join(path.strip_prefix(p).unwrap_or(&path).with_extension(""));
                         files.push(Input { path, relative });
                     }
                 }
@@ -202,6 +213,21 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn several_folders_each_keep_their_name() {
+        let dir = scratch("folders");
+        for d in ["train", "valid"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+            std::fs::write(dir.join(d).join("a.wav"), b"").unwrap();
+        }
+        let inputs = collect_inputs(&[dir.join("train"), dir.join("valid/")]).unwrap();
+        let rel: Vec<_> = inputs.iter().map(|i| i.relative.clone()).collect();
+        assert_eq!(rel, [Path::new("train/a"), Path::new("valid/a")]);
+        // one folder: its files at the top
+        let one = collect_inputs(&[dir.join("train")]).unwrap();
+        assert_eq!(one[0].relative, Path::new("a"));
     }
 
     #[cfg(unix)]
