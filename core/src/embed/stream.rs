@@ -111,8 +111,11 @@ impl WindowRun {
     ) -> Result<Self> {
         let frames = model.frames_for(total);
         if frames == 0 {
+            let rate = model.sample_rate as f64;
             return Err(MertError::Invalid(format!(
-                "the audio is too short: {total} samples at the model's rate, at least one frame ({} samples) is needed",
+                "the audio is too short: {:.4} s ({total} at the model's rate), at least one frame ({:.4} s, {} samples) is needed",
+                total as f64 / rate,
+                min_samples(model) as f64 / rate,
                 min_samples(model)
             )));
         }
