@@ -576,6 +576,7 @@ fn usage_errors_are_one_line_too() {
         &["help"],
         &["help", "--help"],
         &["help", "embed"],
+        &["help", "embed", "--help"],
     ] {
         let out = mert(help);
         assert!(out.status.success(), "{help:?}");
@@ -584,6 +585,8 @@ fn usage_errors_are_one_line_too() {
             "{help:?}"
         );
     }
+    let embed_help = mert(&["help", "embed", "--help"]);
+    assert!(String::from_utf8_lossy(&embed_help.stdout).contains("--layers"));
 }
 
 #[test]

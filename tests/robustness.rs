@@ -1659,14 +1659,15 @@ fn wave_channel_masks_symphonia_cannot_repair_are_refused() {
         0x66, 0x61, 0x63, 0x74, 0x04, 0x00,
     ];
     for (bytes, what) in [
-        // symphonia reads at most 31 channels from a WAV: more are refused first
+        // symphonia positions at most 18 channels of a WAVE_FORMAT_EXTENSIBLE file: more are
+        // refused first
         (
             crash.to_vec(),
-            "769 channels: WAV files with more than 31 channels",
+            "769 channels: WAVE_FORMAT_EXTENSIBLE files with more than 18",
         ),
         (
             wav(40, 0x3),
-            "40 channels: WAV files with more than 31 channels",
+            "40 channels: WAVE_FORMAT_EXTENSIBLE files with more than 18",
         ),
         (wav(2, 0x8000_0000), "0x80000000 cannot describe 2 channels"),
     ] {

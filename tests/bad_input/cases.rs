@@ -26,7 +26,7 @@ pub const CASES: &[(&str, &str, &str)] = &[
     ("embed: rate 0", "embed {w}/rate0.wav --model {m} --out {c}/o.npy", "rate0.wav"),
     ("embed: rate 1 Hz", "embed {w}/rate1.wav --model {m} --out {c}/o.npy", "rate1.wav|sample rate"),
     ("embed: rate 2^32-1 Hz", "embed {w}/rate_max.wav --model {m} --out {c}/o.npy", "rate_max.wav"),
-    ("embed: 32 channels", "embed {w}/channels32.wav --model {m} --out {c}/o.npy", "channels32.wav|31 channels"),
+    ("embed: 27 channels", "embed {w}/channels27.wav --model {m} --out {c}/o.npy", "channels27.wav|more than 26 channels"),
     ("embed: RF64", "embed {w}/rf64.wav --model {m} --out {c}/o.npy", "rf64.wav|RF64"),
     ("embed: 0 channels", "embed {w}/channels0.wav --model {m} --out {c}/o.npy", "channels0.wav"),
     ("embed: 65535 channels", "embed {w}/channels_max.wav --model {m} --out {c}/o.npy", "channels_max.wav"),

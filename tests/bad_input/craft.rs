@@ -154,8 +154,8 @@ pub fn craft(w: &Path) {
             wav(1, u16::MAX, 24_000, 16, &pcm16(65_535), None),
         ),
         (
-            "channels32.wav",
-            wav(1, 32, 24_000, 16, &pcm16(32 * 4800), None),
+            "channels27.wav",
+            wav(1, 27, 24_000, 16, &pcm16(27 * 4800), None),
         ),
         ("rf64.wav", {
             let mut b = wav(1, 1, 24_000, 16, &tone, None);

@@ -21,12 +21,9 @@ pub(crate) const MAX_THREADS: usize = 1024;
 fn main() {
     install_panic_hook();
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // `mert help --help` (clap refuses it): the top-level help, as `mert help` gives.
-    if argv.get(1).is_some_and(|a| a == "help")
-        && argv[2..].iter().any(|a| a == "--help" || a == "-h")
-    {
-        argv.truncate(1);
-        argv.push("--help".into());
+    // `mert help [COMMAND] --help` (clap refuses it): the same as without `--help`.
+    if argv.get(1).is_some_and(|a| a == "help") {
+        argv.retain(|a| a != "--help" && a != "-h");
     }
     let args = match cli::Cli::try_parse_from(argv) {
         Ok(args) => args,

@@ -34,8 +34,8 @@ fn check_rate(rate: u32, name: &str) -> Result<u32> {
 }
 
 /// Refuse, with a message naming the cause, what symphonia 0.6.1 would misreport: containers
-/// it has no reader for (named), WAV files with more than 31 channels (it says "invalid channel
-/// count"), and WAVE_FORMAT_EXTENSIBLE channel masks naming fewer channels than the header
+/// it has no reader for (named), WAV files with more channels than it positions (it says
+/// "invalid channel count"), and WAVE_FORMAT_EXTENSIBLE channel masks naming fewer channels than the header
 /// states, which it repairs by shifting in ones; that shift overflows when 32 or more are
 /// missing or the mask's top bit is set (a panic where overflow checks are on, a made-up
 /// layout elsewhere). The source is left at its start.
@@ -55,9 +55,17 @@ fn check_header(source: &mut dyn MediaSource) -> std::result::Result<(), String>
             "{format} files are not supported; convert to WAV, FLAC or Ogg Vorbis"
         ));
     }
-    if let Some(channels) = wave_channels(&head).filter(|&c| c > 31) {
+    // symphonia 0.6.1 positions at most 26 channels, 18 in a WAVE_FORMAT_EXTENSIBLE mask
+    let extensible = wave_extensible_mask(&head).is_some();
+    let limit = if extensible { 18 } else { 26 };
+    if let Some(channels) = wave_channels(&head).filter(|&c| c > limit) {
+        let kind = if extensible {
+            "WAVE_FORMAT_EXTENSIBLE"
+        } else {
+            "WAV"
+        };
         return Err(format!(
-            "{channels} channels: WAV files with more than 31 channels are not supported"
+            "{channels} channels: {kind} files with more than {limit} channels are not supported"
         ));
     }
     if let Some((channels, mask)) = wave_extensible_mask(&head) {
@@ -101,7 +109,9 @@ fn wave_fmt(head: &[u8]) -> Option<&[u8]> {
         return None;
     }
     let mut at = 12usize;
-    while let Some(id) = head.get(at..at + 4) {
+    while at < head.len()
+        && let Some(id) = head.get(at..at + 4)
+    {
         let size = u32_at(head, at + 4)? as usize;
         let body = at + 8;
         if id == b"fmt " {
@@ -137,28 +147,51 @@ pub struct MonoAudio {
 /// The most bytes read from a pipe or `-` (standard input), which are held in memory.
 pub const PIPE_LIMIT: u64 = 1 << 30;
 
-/// The bytes of an input that cannot be read twice from its path: `-` (standard input), a
-/// pipe (`<(...)`, `/dev/stdin`) or a device. `None` for a regular file, read from disk as it
-/// decodes. Held in memory, so up to [`PIPE_LIMIT`].
+/// Where an input is read from: `-` means standard input, on Unix through `/dev/stdin`, so a
+/// file redirected to it (`< song.wav`) is still read as a file.
+pub fn source_path(path: &Path) -> &Path {
+    if cfg!(unix) && path == Path::new("-") {
+        Path::new("/dev/stdin")
+    } else {
+        path
+    }
+}
+
+/// The bytes of an input that cannot be read twice from its path: `-` (standard input) or a
+/// pipe (`<(...)`, `/dev/stdin`). `None` for a regular file, read from disk as it decodes.
+/// Held in memory, so up to [`PIPE_LIMIT`]; a device (a terminal, `/dev/zero`) is refused.
 pub fn read_if_stream(path: &Path) -> Result<Option<Vec<u8>>> {
     use std::io::Read;
+    let name = path.display().to_string();
     let mut bytes = Vec::new();
-    let read = if path == Path::new("-") {
+    let read = if path == Path::new("-") && !cfg!(unix) {
         std::io::stdin()
             .lock()
             .take(PIPE_LIMIT + 1)
             .read_to_end(&mut bytes)
     } else {
-        let file = std::fs::File::open(path).map_err(|e| MertError::io(path, e))?;
-        match file.metadata() {
-            Ok(m) if m.is_file() => return Ok(None),
-            _ => file.take(PIPE_LIMIT + 1).read_to_end(&mut bytes),
+        let file = std::fs::File::open(source_path(path)).map_err(|e| MertError::io(path, e))?;
+        let meta = file.metadata().map_err(|e| MertError::io(path, e))?;
+        if meta.is_file() {
+            return Ok(None);
         }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            let kind = meta.file_type();
+            if kind.is_char_device() || kind.is_block_device() {
+                return Err(MertError::audio(
+                    &name,
+                    "a device, not an audio file or a pipe",
+                ));
+            }
+        }
+        file.take(PIPE_LIMIT + 1).read_to_end(&mut bytes)
     };
     read.map_err(|e| MertError::io(path, e))?;
     if bytes.len() as u64 > PIPE_LIMIT {
         return Err(MertError::audio(
-            &path.display().to_string(),
+            &name,
             format!(
                 "more than {} MiB through a pipe; give it as a file",
                 PIPE_LIMIT >> 20
@@ -191,8 +224,6 @@ pub struct AudioStream {
     /// Frames the container states (without encoder delay and padding), and frames decoded.
     stated_frames: Option<u64>,
     decoded_frames: u64,
-    /// The stream ended before the container said it would (an unexpected end of file).
-    cut_short: bool,
     warn: bool,
     done: bool,
 }
@@ -205,7 +236,7 @@ impl AudioStream {
         if let Some(bytes) = read_if_stream(path)? {
             return Self::from_source(Box::new(Cursor::new(bytes)), ext, &name);
         }
-        let file = std::fs::File::open(path).map_err(|e| MertError::io(path, e))?;
+        let file = std::fs::File::open(source_path(path)).map_err(|e| MertError::io(path, e))?;
         Self::from_source(Box::new(file), ext, &name)
     }
 
@@ -237,13 +268,22 @@ impl AudioStream {
             .default_track(TrackType::Audio)
             .ok_or_else(|| fail("no audio track".into()))?;
         let track_id = track.id;
-        let stated_frames = track.num_frames.filter(|&n| n > 0);
+
         let params = track
             .codec_params
             .as_ref()
             .and_then(|p| p.audio())
             .ok_or_else(|| fail("the audio track has no codec parameters".into()))?
             .clone();
+        // Lengths that are exact (PCM data sizes, FLAC's STREAMINFO, ALAC's sample table);
+        // others (MP3 without a Xing frame, Ogg granules) are estimates.
+        let exact = {
+            use symphonia::core::codecs::audio::well_known::*;
+            (CODEC_ID_PCM_S32LE..=CODEC_ID_PCM_MULAW).contains(&params.codec)
+                || params.codec == CODEC_ID_FLAC
+                || params.codec == CODEC_ID_ALAC
+        };
+        let stated_frames = track.num_frames.filter(|&n| n > 0 && exact);
         let decoder = symphonia::default::get_codecs()
             .make_audio_decoder(&params, &AudioDecoderOptions::default())
             .map_err(|e| {
@@ -271,7 +311,6 @@ impl AudioStream {
             bad_packets: 0,
             stated_frames,
             decoded_frames: 0,
-            cut_short: false,
             warn: true,
             done: false,
         })
@@ -302,10 +341,8 @@ impl AudioStream {
                 Ok(Some(p)) => p,
                 Ok(None) => break,
                 // A truncated stream ends the audio; what was decoded so far is kept.
-                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    self.cut_short = true;
-                    break;
-                }
+                // (a stream whose header states no length, as a pipe's does, ends so too)
+                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
                 Err(e) => return Err(fail(format!("cannot read the stream ({e})"))),
             };
             if packet.track_id != self.track_id {
@@ -373,8 +410,6 @@ impl AudioStream {
                 seconds(self.decoded_frames),
                 seconds(n)
             ));
-        } else if self.cut_short {
-            problems.push("the file ends in the middle of a packet".into());
         }
         if !problems.is_empty() {
             log::warn!(

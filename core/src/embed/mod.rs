@@ -112,6 +112,16 @@ pub fn embed_audio_layers(
         .ok_or_else(|| MertError::Invalid("no window produced frames".into()))
 }
 
+/// Bytes shared by the two decoding passes without a copy.
+#[derive(Clone)]
+struct Shared(std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// Decoded, downmixed audio from a file, resampled to `sample_rate` on the fly, in chunks.
 pub struct FileSource {
     stream: AudioStream,
@@ -134,7 +144,7 @@ impl FileSource {
     /// The same for a file held in memory (a browser's `File`, an app's asset); `name` names it
     /// in errors and its extension is the format hint. The bytes are shared, not copied.
     pub fn from_bytes(bytes: Vec<u8>, name: &str, sample_rate: u32) -> Result<(Self, usize)> {
-        let bytes: std::sync::Arc<[u8]> = bytes.into();
+        let bytes = Shared(std::sync::Arc::new(bytes));
         let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
         Self::counted(name, sample_rate, || {
             let cursor = std::io::Cursor::new(bytes.clone());

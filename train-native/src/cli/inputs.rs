@@ -26,10 +26,15 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
     let folders = paths.iter().filter(|p| p.is_dir()).count();
     for p in paths {
         if p.is_dir() {
-            let prefix = match std::fs::canonicalize(p)
-                .ok()
-                .and_then(|c| c.file_name().map(PathBuf::from))
-            {
+            // the name as given (`train` even when it links elsewhere); `.` or `..` by its
+            // real name
+            let name = match p.components().next_back() {
+                Some(std::path::Component::Normal(n)) => Some(PathBuf::from(n)),
+                _ => std::fs::canonicalize(p)
+                    .ok()
+                    .and_then(|c| c.file_name().map(PathBuf::from)),
+            };
+            let prefix = match name {
                 Some(name) if folders > 1 => name,
                 _ => PathBuf::new(),
             };
@@ -228,6 +233,13 @@ mod tests {
         // one folder: its files at the top
         let one = collect_inputs(&[dir.join("train")]).unwrap();
         assert_eq!(one[0].relative, Path::new("a"));
+        // a folder linked under another name goes by the name given
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.join("train"), dir.join("mine")).unwrap();
+            let linked = collect_inputs(&[dir.join("mine"), dir.join("valid")]).unwrap();
+            assert_eq!(linked[0].relative, Path::new("mine/a"));
+        }
     }
 
     #[cfg(unix)]
