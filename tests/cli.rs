@@ -664,3 +664,46 @@ fn labels_with_codec_write_codes_aligned_with_the_model_frames() {
     );
     assert!(!tmp.path().join("m.safetensors").exists());
 }
+
+#[test]
+fn init_convert_and_labels_print_json_summaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &str| tmp.path().join(p).display().to_string();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = mert(args);
+        assert!(out.status.success(), "{args:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let init = json(&[
+        "init",
+        "--preset",
+        "tiny",
+        "--out",
+        &s("i.safetensors"),
+        "--json",
+    ]);
+    let bytes = std::fs::metadata(s("i.safetensors")).unwrap().len();
+    assert_eq!(init["bytes"].as_u64(), Some(bytes));
+    assert_eq!(init["seed"], 0);
+    let dir = fixture("mert_tiny");
+    let convert = json(&[
+        "convert",
+        dir.to_str().unwrap(),
+        "--out",
+        &s("c.safetensors"),
+        "--json",
+    ]);
+    assert_eq!(convert["out"], s("c.safetensors"));
+    assert!(convert["source"].as_str().unwrap().contains("mert_tiny"));
+    let wav = dir.join("input0.wav");
+    let labels = json(&[
+        "labels",
+        wav.to_str().unwrap(),
+        "--out",
+        &s("l.safetensors"),
+        "--json",
+    ]);
+    assert_eq!(labels["files"], 1);
+    assert_eq!(labels["written"][0], s("l.safetensors"));
+    assert_eq!(labels["failed"], 0);
+}

@@ -27,6 +27,16 @@ pub fn bar(quiet: bool, label: &str) -> Option<ProgressBar> {
     Some(bar)
 }
 
+/// A bar over the files of a run with several inputs, or nothing when progress is off.
+pub fn files_bar(quiet: bool, files: usize) -> Option<ProgressBar> {
+    if files < 2 {
+        return None;
+    }
+    let bar = counting(quiet, "files")?;
+    bar.set_length(files as u64);
+    Some(bar)
+}
+
 /// A bar over a training run's steps, or nothing when progress is off.
 pub fn steps_bar(quiet: bool) -> Option<ProgressBar> {
     counting(quiet, "steps")

@@ -13,6 +13,7 @@ use crate::backend::Backend;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// Model: a kit .safetensors file, a Hugging Face folder, or its weights file.
     #[arg(long)]
     pub model: PathBuf,
     /// Seconds of audio per forward pass (at most 3600).

@@ -10,7 +10,8 @@ use crate::output::{output_folder, write_atomic};
 
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Hugging Face folder (config.json + model.safetensors or pytorch_model.bin), or a kit file.
+    /// Hugging Face folder (config.json + model.safetensors or pytorch_model.bin), one of those
+    /// weights files (config.json beside it), or a kit file.
     pub src: PathBuf,
     /// Output kit model file (.safetensors).
     #[arg(long)]
@@ -18,6 +19,9 @@ pub struct ConvertArgs {
     /// Licence of the weights to record (default: the model card's `license:`, else `unknown`).
     #[arg(long)]
     pub license: Option<String>,
+    /// Print a JSON summary (output, bytes, source, licence, tensors left out) on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: ConvertArgs) -> Result<()> {
@@ -36,6 +40,16 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     checkpoint.build(&burn::tensor::Device::flex())?;
     let bytes = mert_core::load::kit::to_bytes(&checkpoint)?;
     write_atomic(&args.out, &bytes)?;
+    if args.json {
+        let summary = serde_json::json!({
+            "out": args.out.display().to_string(),
+            "bytes": bytes.len(),
+            "source": checkpoint.source,
+            "license": checkpoint.license,
+            "skipped": checkpoint.skipped,
+        });
+        println!("{summary}");
+    }
     if !checkpoint.skipped.is_empty() {
         log::info!(
             "not converted (training only): {}",

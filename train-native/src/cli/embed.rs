@@ -26,7 +26,7 @@ pub struct EmbedArgs {
     /// Audio files or folders.
     #[arg(required = true)]
     pub audio: Vec<PathBuf>,
-    /// Model: kit .safetensors file or Hugging Face folder.
+    /// Model: a kit .safetensors file, a Hugging Face folder, or its weights file.
     #[arg(long)]
     pub model: PathBuf,
     /// Output file (.npy or .safetensors) for one input, or a folder for several.

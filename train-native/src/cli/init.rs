@@ -17,7 +17,7 @@ pub struct InitArgs {
     /// mert-v1-95m, mert-v1-330m, mert-v0 or tiny.
     #[arg(long, required_unless_present = "like", conflicts_with = "like")]
     pub preset: Option<String>,
-    /// Take the shape from this model (kit file or HF folder): e.g. a random-init baseline
+    /// Take the shape from this model (kit file, Hugging Face folder or weights file): e.g. a random-init baseline
     /// for a trained model.
     #[arg(long)]
     pub like: Option<PathBuf>,
@@ -25,6 +25,9 @@ pub struct InitArgs {
     pub out: PathBuf,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Print a JSON summary (output, bytes, source, seed) on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: InitArgs) -> Result<()> {
@@ -52,5 +55,16 @@ pub fn run(args: InitArgs) -> Result<()> {
         &format!("random init, {shape}, seed {}", args.seed),
     )?;
     checkpoint.license = Some("CC0-1.0 (random weights)".into());
-    write_atomic(&args.out, &mert_core::load::kit::to_bytes(&checkpoint)?)
+    let bytes = mert_core::load::kit::to_bytes(&checkpoint)?;
+    write_atomic(&args.out, &bytes)?;
+    if args.json {
+        let summary = serde_json::json!({
+            "out": args.out.display().to_string(),
+            "bytes": bytes.len(),
+            "source": checkpoint.source,
+            "seed": args.seed,
+        });
+        println!("{summary}");
+    }
+    Ok(())
 }

@@ -39,6 +39,9 @@ pub struct LabelsArgs {
     /// (`encodec_24khz-*.th`, read without executing it) or the kit's codec `.safetensors`.
     #[arg(long)]
     pub codec: Option<PathBuf>,
+    /// Print a JSON summary (files, outputs written, failures) on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Load the codec and check that its frames line up with the CQT's and the model's.
@@ -60,7 +63,7 @@ fn load_codec(path: &std::path::Path, cqt: &CqtConfig) -> Result<(Codec, String,
     Ok((checkpoint.into_codec(&Device::flex())?, json, source))
 }
 
-pub fn run(args: LabelsArgs) -> Result<()> {
+pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
     let inputs = collect_inputs(&args.audio)?;
     let single =
         inputs.len() == 1 && args.audio.len() == 1 && !args.audio[0].is_dir() && !args.out.is_dir();
@@ -85,8 +88,12 @@ pub fn run(args: LabelsArgs) -> Result<()> {
         .as_deref()
         .map(|path| load_codec(path, &config))
         .transpose()?;
-    let mut failed = 0;
+    let (mut failed, mut written) = (0, Vec::new());
+    let progress = crate::progress::files_bar(quiet, inputs.len());
     for input in &inputs {
+        if let Some(bar) = &progress {
+            bar.inc(1);
+        }
         let out = if single {
             args.out.clone()
         } else {
@@ -142,13 +149,28 @@ pub fn run(args: LabelsArgs) -> Result<()> {
         })()
         .with_context(|| input.path.display().to_string());
         match result {
-            Ok(()) => {}
+            Ok(()) => written.push(out.display().to_string()),
             Err(e) if !single => {
-                eprintln!("error: {}", crate::one_line(&e));
+                let line = format!("error: {}", crate::one_line(&e));
+                match &progress {
+                    Some(bar) => bar.println(line),
+                    None => eprintln!("{line}"),
+                }
                 failed += 1;
             }
             Err(e) => return Err(e),
         }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    if args.json {
+        let summary = serde_json::json!({
+            "files": inputs.len(),
+            "written": written,
+            "failed": failed,
+        });
+        println!("{summary}");
     }
     if failed > 0 {
         bail!("{failed} of {} files failed", inputs.len());

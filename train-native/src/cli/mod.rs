@@ -36,7 +36,7 @@ pub struct Cli {
 pub enum Command {
     /// Hidden states of audio files, as .npy or .safetensors.
     Embed(embed::EmbedArgs),
-    /// Teacher targets (CQT) MERT is pretrained on, as .safetensors.
+    /// Teacher targets MERT is pretrained on (the CQT; with --codec the codes too), as .safetensors.
     Labels(labels::LabelsArgs),
     /// Time a forward pass (median/min, frames/s, real-time factor, peak RSS).
     Bench(bench::BenchArgs),
@@ -60,12 +60,12 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Embed(args) => embed::run(args, cli.quiet),
         Command::Convert(args) => convert::run(args),
-        Command::Labels(args) => labels::run(args),
+        Command::Labels(args) => labels::run(args, cli.quiet),
         Command::Bench(args) => bench::run(args),
         Command::Init(args) => init::run(args),
         Command::Pretrain(args) => pretrain::run(args, cli.quiet),
         Command::Probe(args) => probe::run(args, cli.quiet),
-        Command::Tag(args) => tag::run(args),
+        Command::Tag(args) => tag::run(args, cli.quiet),
         Command::Quantize(args) => quantize::run(args),
         Command::TrainCodec(args) => train_codec::run(args, cli.quiet),
     }

@@ -27,7 +27,8 @@ pub enum Features {
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// The backbone (kit file or HF folder); not needed with --features cqt.
+    /// The backbone (kit file, Hugging Face folder or its weights file); not needed with
+    /// --features cqt.
     #[arg(long)]
     pub model: Option<PathBuf>,
     #[arg(long)]

@@ -18,10 +18,11 @@ const CHECK_SECONDS: f64 = 5.0;
 
 #[derive(Debug, Args)]
 pub struct QuantizeArgs {
-    /// Hugging Face folder, weights file or kit file (a quantized one too).
+    /// Hugging Face folder, weights file or f32 kit file (an f16, q8 or q4 file is refused:
+    /// quantize the f32 model, or each pass adds its rounding).
     pub model: PathBuf,
-    /// f16, q8 (8-bit codes, a scale per block) or q4 (4-bit codes; 8-bit for the conv front
-    /// end); f32 writes the weights back as f32.
+    /// f16, q8 (8-bit codes, a scale per output channel by default) or q4 (4-bit codes in
+    /// blocks of 32; 8-bit for the conv front end); f32 writes the weights back as f32.
     #[arg(long, value_parser = parse_scheme)]
     pub scheme: Scheme,
     /// Output kit model file (.safetensors).
@@ -34,6 +35,9 @@ pub struct QuantizeArgs {
     /// Skip comparing the hidden states with the f32 model.
     #[arg(long)]
     pub no_check: bool,
+    /// The report on stdout is JSON in any case; accepted like the other commands' `--json`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `mert.quant` of a kit model file, read from its safetensors header alone; `None` for

@@ -29,7 +29,8 @@ pub struct TagArgs {
     /// Audio files or folders.
     #[arg(required = true)]
     pub audio: Vec<PathBuf>,
-    /// A kit model file with a tagging head (from `mert probe`); default: the embedded tagger.
+    /// A kit model file with a tagging head (from `mert probe --model`; a head on CQT features
+    /// is a baseline for `probe` only); default: the embedded tagger.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Print at most this many tags per file (by probability); default: every tag.
@@ -100,7 +101,7 @@ impl Tagger {
     }
 }
 
-pub fn run(args: TagArgs) -> Result<()> {
+pub fn run(args: TagArgs, quiet: bool) -> Result<()> {
     if let Some(t) = args.threshold
         && !(0.0..=1.0).contains(&t)
     {
@@ -134,7 +135,11 @@ pub fn run(args: TagArgs) -> Result<()> {
         .timeline
         .map_or(0, |s| (s * frame_rate).round() as usize);
     let mut failed = 0;
+    let progress = crate::progress::files_bar(quiet, inputs.len());
     for input in &inputs {
+        if let Some(bar) = &progress {
+            bar.inc(1);
+        }
         let result = (|| -> Result<()> {
             let mut sink = SegmentMeans::new(segment_frames);
             mert_pooled(
@@ -159,7 +164,11 @@ pub fn run(args: TagArgs) -> Result<()> {
                     (a, b, tagger.probabilities(m))
                 })
                 .collect();
-            print_result(&args, &tagger, &input.path, &chosen, &timeline);
+            let print = || print_result(&args, &tagger, &input.path, &chosen, &timeline);
+            match &progress {
+                Some(bar) => bar.suspend(print),
+                None => print(),
+            }
             Ok(())
         })()
         .with_context(|| input.path.display().to_string());
@@ -167,9 +176,16 @@ pub fn run(args: TagArgs) -> Result<()> {
             if inputs.len() == 1 {
                 return Err(e);
             }
-            eprintln!("error: {}", crate::one_line(&e));
+            let line = format!("error: {}", crate::one_line(&e));
+            match &progress {
+                Some(bar) => bar.println(line),
+                None => eprintln!("{line}"),
+            }
             failed += 1;
         }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
     }
     if failed > 0 {
         bail!("{failed} of {} files failed", inputs.len());
