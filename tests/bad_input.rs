@@ -279,4 +279,21 @@ fn truncated_file_embeds_what_is_there_and_warns() {
         .unwrap();
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success() && err.is_empty(), "{err}");
+    // Through a pipe a header's length is not checked (a streaming writer cannot know it).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mert"))
+        .args(["embed", "-", "--model"])
+        .arg(&model)
+        .args(["--layers", "last", "--out"])
+        .arg(root.path().join("piped.npy"))
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(&cut).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &bytes));
+    let run = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success() && err.is_empty(), "{err}");
 }

@@ -234,7 +234,7 @@ impl AudioStream {
         let ext = path.extension().and_then(|e| e.to_str());
         let name = path.display().to_string();
         if let Some(bytes) = read_if_stream(path)? {
-            return Self::from_source(Box::new(Cursor::new(bytes)), ext, &name);
+            return Ok(Self::from_source(Box::new(Cursor::new(bytes)), ext, &name)?.piped());
         }
         let file = std::fs::File::open(source_path(path)).map_err(|e| MertError::io(path, e))?;
         Self::from_source(Box::new(file), ext, &name)
@@ -314,6 +314,13 @@ impl AudioStream {
             warn: true,
             done: false,
         })
+    }
+
+    /// Bytes that came through a pipe: a streaming writer cannot fill in the header's length
+    /// (sox writes a placeholder), so decoding less than it states is not reported.
+    pub fn piped(mut self) -> Self {
+        self.stated_frames = None;
+        self
     }
 
     /// No warnings at the end of this stream (a second pass over a file already reported).

@@ -134,7 +134,7 @@ impl FileSource {
     pub fn open(path: &std::path::Path, sample_rate: u32) -> Result<(Self, usize)> {
         // a pipe or standard input cannot be read twice: it is held in memory
         if let Some(bytes) = crate::audio::decode::read_if_stream(path)? {
-            return Self::from_bytes(bytes, &path.display().to_string(), sample_rate);
+            return Self::from_shared(bytes, &path.display().to_string(), sample_rate, true);
         }
         Self::counted(&path.display().to_string(), sample_rate, || {
             AudioStream::open(path)
@@ -144,11 +144,23 @@ impl FileSource {
     /// The same for a file held in memory (a browser's `File`, an app's asset); `name` names it
     /// in errors and its extension is the format hint. The bytes are shared, not copied.
     pub fn from_bytes(bytes: Vec<u8>, name: &str, sample_rate: u32) -> Result<(Self, usize)> {
+        Self::from_shared(bytes, name, sample_rate, false)
+    }
+
+    /// `piped`: the bytes came through a pipe, whose writer could not fill in the header's
+    /// length (sox writes a placeholder), so that length is not checked.
+    fn from_shared(
+        bytes: Vec<u8>,
+        name: &str,
+        sample_rate: u32,
+        piped: bool,
+    ) -> Result<(Self, usize)> {
         let bytes = Shared(std::sync::Arc::new(bytes));
         let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
         Self::counted(name, sample_rate, || {
             let cursor = std::io::Cursor::new(bytes.clone());
-            AudioStream::from_source(Box::new(cursor), ext.as_deref(), name)
+            let stream = AudioStream::from_source(Box::new(cursor), ext.as_deref(), name)?;
+            Ok(if piped { stream.piped() } else { stream })
         })
     }
 
