@@ -262,23 +262,25 @@ fn truncated_file_embeds_what_is_there_and_warns() {
         let header = String::from_utf8_lossy(&b[10..80]);
         assert!(header.contains("'shape': (74, 64)"), "{header}");
     }
-    // A WAV streamed by a tool that could not know its length (sizes 0xFFFFFFFF) is whole:
-    // no warning.
-    let streamed = root.path().join("streamed.wav");
-    let mut bytes = wav(1, 1, 24_000, 16, &pcm16(24_000), Some(u32::MAX));
-    bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-    std::fs::write(&streamed, bytes).unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_mert"))
-        .arg("embed")
-        .arg(&streamed)
-        .arg("--model")
-        .arg(&model)
-        .args(["--layers", "last", "--out"])
-        .arg(root.path().join("streamed.npy"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success() && err.is_empty(), "{err}");
+    // A WAV streamed by a tool that could not know its length is whole: no warning. Sizes
+    // 0xFFFFFFFF (ffmpeg) and sox's placeholder 0x7ffff000.
+    for (riff, data) in [(u32::MAX, u32::MAX), (0x7fff_f024, 0x7fff_f000)] {
+        let streamed = root.path().join("streamed.wav");
+        let mut bytes = wav(1, 1, 24_000, 16, &pcm16(24_000), Some(data));
+        bytes[4..8].copy_from_slice(&riff.to_le_bytes());
+        std::fs::write(&streamed, bytes).unwrap();
+        let run = Command::new(env!("CARGO_BIN_EXE_mert"))
+            .arg("embed")
+            .arg(&streamed)
+            .arg("--model")
+            .arg(&model)
+            .args(["--layers", "last", "--out"])
+            .arg(root.path().join(format!("streamed{data}.npy")))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success() && err.is_empty(), "{data:#x}: {err}");
+    }
     // Through a pipe a header's length is not checked (a streaming writer cannot know it).
     let mut child = Command::new(env!("CARGO_BIN_EXE_mert"))
         .args(["embed", "-", "--model"])

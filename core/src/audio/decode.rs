@@ -39,10 +39,12 @@ fn check_rate(rate: u32, name: &str) -> Result<u32> {
 /// states, which it repairs by shifting in ones; that shift overflows when 32 or more are
 /// missing or the mask's top bit is set (a panic where overflow checks are on, a made-up
 /// layout elsewhere). The source is left at its start.
-fn check_header(source: &mut dyn MediaSource) -> std::result::Result<(), String> {
+/// Returns whether the header's length is a placeholder (a WAV written to a pipe: sox states
+/// 0x7ffff000 bytes, others 0xffffffff), which says nothing about the real length.
+fn check_header(source: &mut dyn MediaSource) -> std::result::Result<bool, String> {
     use std::io::{Read, SeekFrom};
     if !source.is_seekable() {
-        return Ok(());
+        return Ok(false);
     }
     let mut head = Vec::with_capacity(4096);
     let read = Read::take(&mut *source, 4096).read_to_end(&mut head);
@@ -76,7 +78,10 @@ fn check_header(source: &mut dyn MediaSource) -> std::result::Result<(), String>
             ));
         }
     }
-    Ok(())
+    let riff_size = head
+        .get(4..8)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    Ok(head.starts_with(b"RIFF") && riff_size.is_some_and(|n| n >= 0x7fff_f000))
 }
 
 /// Containers the decoder has no reader for, told by their first bytes, so the error can
@@ -250,7 +255,7 @@ impl AudioStream {
         if source.byte_len() == Some(0) {
             return Err(fail("empty file (0 bytes)".into()));
         }
-        check_header(source.as_mut()).map_err(fail)?;
+        let placeholder_length = check_header(source.as_mut()).map_err(fail)?;
         let mss = MediaSourceStream::new(source, Default::default());
         let mut hint = Hint::new();
         if let Some(ext) = extension {
@@ -263,7 +268,13 @@ impl AudioStream {
                 FormatOptions::default(),
                 MetadataOptions::default(),
             )
-            .map_err(|e| fail(format!("unsupported or unrecognised audio format ({e})")))?;
+            .map_err(|e| match e {
+                // the reader wanted more of the file than there is: cut short, not unknown
+                SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    fail("the file ends before its header or first audio (truncated?)".into())
+                }
+                e => fail(format!("unsupported or unrecognised audio format ({e})")),
+            })?;
         let track = format
             .default_track(TrackType::Audio)
             .ok_or_else(|| fail("no audio track".into()))?;
@@ -283,7 +294,9 @@ impl AudioStream {
                 || params.codec == CODEC_ID_FLAC
                 || params.codec == CODEC_ID_ALAC
         };
-        let stated_frames = track.num_frames.filter(|&n| n > 0 && exact);
+        let stated_frames = track
+            .num_frames
+            .filter(|&n| n > 0 && exact && !placeholder_length);
         let decoder = symphonia::default::get_codecs()
             .make_audio_decoder(&params, &AudioDecoderOptions::default())
             .map_err(|e| {

@@ -153,14 +153,15 @@ impl WindowRun {
             let frame_s = frame_hop as f64 / rate;
             return Err(MertError::Invalid(match options.hop_seconds {
                 Some(h) => format!(
-                    "--hop {h} s is shorter than one frame ({frame_hop} samples, {frame_s:.4} s)"
+                    "--hop {h} s is shorter than one frame ({frame_hop} samples, {:.4} s)",
+                    (frame_s * 1e4).ceil() / 1e4
                 ),
                 // the hop was derived, so name the option the user gave
                 None => format!(
                     "--window {} s: its default hop (half a window) is shorter than one frame \
                      ({frame_hop} samples); expected --window of at least {:.4} s or a --hop",
                     options.window_seconds,
-                    2.0 * frame_s
+                    (2e4 * frame_s).ceil() / 1e4
                 ),
             }));
         }

@@ -34,6 +34,9 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     output_folder(&args.out)?;
     let mut checkpoint = mert_core::load_path(&args.src)?;
     if let Some(license) = args.license {
+        if license.trim().is_empty() {
+            bail!("--license: expected a licence name, e.g. CC-BY-NC-4.0");
+        }
         checkpoint.license = Some(license);
     }
     // Building the model proves every tensor fits before anything is written.
@@ -45,7 +48,8 @@ pub fn run(args: ConvertArgs) -> Result<()> {
             "out": args.out.display().to_string(),
             "bytes": bytes.len(),
             "source": checkpoint.source,
-            "license": checkpoint.license,
+            // as recorded in the file
+            "license": checkpoint.license.as_deref().unwrap_or("unknown"),
             "skipped": checkpoint.skipped,
         });
         println!("{summary}");

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use mert_core::embed::{EmbedOptions, FrameSink, MeanSink, run_windows};
 
-use super::inputs::{collect_inputs, output_dir_for_many, output_for};
+use super::inputs::{collect_inputs, names_a_folder, output_dir_for_many, output_for};
 use super::prefetch::Prefetch;
 use crate::backend::Backend;
 use crate::output::{ArrayFileSink, ArrayFormat, npy_bytes, safetensors_bytes, write_atomic};
@@ -87,8 +87,10 @@ pub fn run(args: EmbedArgs, quiet: bool) -> Result<()> {
     let started = std::time::Instant::now();
     let (mut seconds_audio, mut frames_out, mut written) = (0f64, 0usize, Vec::new());
     let inputs = collect_inputs(&args.audio)?;
-    let single =
-        inputs.len() == 1 && !args.out.is_dir() && args.audio.len() == 1 && !args.audio[0].is_dir();
+    // `--format` with an --out without extension also means a folder
+    let folder =
+        names_a_folder(&args.out) || (args.format.is_some() && args.out.extension().is_none());
+    let single = inputs.len() == 1 && !folder && args.audio.len() == 1 && !args.audio[0].is_dir();
     if single {
         let format = ArrayFormat::from_path(&args.out)?;
         if let Some(asked) = args.format.filter(|&f| f != format) {

@@ -58,7 +58,8 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
                     }
                     if path.is_dir() {
                         stack.push(path);
-                    } else if is_audio(&path) {
+                    } else if is_audio(&path) && path.is_file() {
+                        // (a pipe or device named like audio would block the walk)
                         let relative =
                             prefix.join(path.strip_prefix(p).unwrap_or(&path).with_extension(""));
                         files.push(Input { path, relative });
@@ -67,7 +68,11 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
             }
         } else if p.exists() || p == Path::new("-") {
             // a regular file, or a device or pipe given by name: the decoder says what it holds
-            let relative = PathBuf::from(p.file_stem().unwrap_or(p.as_os_str()));
+            let relative = if p == Path::new("-") {
+                PathBuf::from("stdin")
+            } else {
+                PathBuf::from(p.file_stem().unwrap_or(p.as_os_str()))
+            };
             files.push(Input {
                 path: p.clone(),
                 relative,
@@ -79,8 +84,11 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
     if files.is_empty() {
         bail!("no audio files found in the given paths");
     }
+    // one input per real file, however it was spelled (`x.wav`, `./x.wav`, via a folder)
+    let mut real = std::collections::HashSet::new();
+    files
+        .retain(|f| real.insert(std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone())));
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    files.dedup_by(|a, b| a.path == b.path);
     distinct_outputs(&mut files)?;
     Ok(files)
 }
@@ -113,6 +121,17 @@ fn distinct_outputs(files: &mut [Input]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `--out` names a folder even for one input: one that exists, or a path written
+/// with a trailing separator (`out/`).
+pub fn names_a_folder(out: &Path) -> bool {
+    out.is_dir()
+        || out
+            .as_os_str()
+            .as_encoded_bytes()
+            .last()
+            .is_some_and(|&b| b == b'/' || (cfg!(windows) && b == b'\\'))
 }
 
 /// Check (and create if needed) the output folder of a run with several inputs.
@@ -240,6 +259,31 @@ mod tests {
             let linked = collect_inputs(&[dir.join("mine"), dir.join("valid")]).unwrap();
             assert_eq!(linked[0].relative, Path::new("mine/a"));
         }
+    }
+
+    #[test]
+    fn stdin_fifos_and_spellings() {
+        let dir = scratch("spell");
+        std::fs::write(dir.join("x.wav"), b"").unwrap();
+        // `-` is standard input, written as `stdin.npy` in an output folder
+        let stdin = collect_inputs(&[PathBuf::from("-")]).unwrap();
+        assert_eq!(stdin[0].relative, Path::new("stdin"));
+        // one file spelled two ways is one input
+        let two = [dir.join("x.wav"), dir.join(".").join("x.wav")];
+        assert_eq!(collect_inputs(&two).unwrap().len(), 1);
+        // a pipe named like audio is not walked into (reading it would block)
+        #[cfg(unix)]
+        {
+            let fifo = dir.join("p.wav");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+            if made.is_ok_and(|s| s.success()) {
+                let found = collect_inputs(std::slice::from_ref(&dir)).unwrap();
+                assert_eq!(found.len(), 1, "{found:?}");
+            }
+        }
+        assert!(names_a_folder(&dir.join("new/")));
+        assert!(names_a_folder(&dir));
+        assert!(!names_a_folder(&dir.join("new")));
     }
 
     #[cfg(unix)]

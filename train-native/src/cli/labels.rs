@@ -21,7 +21,7 @@ use mert_core::MertConfig;
 use mert_core::audio::{decode_file, resample};
 use mert_core::teachers::{Codec, Cqt, CqtConfig, load_codec_path};
 
-use super::inputs::{collect_inputs, output_dir_for_many, output_for};
+use super::inputs::{collect_inputs, names_a_folder, output_dir_for_many, output_for};
 use crate::output::{ArrayData, output_folder, safetensors_multi_bytes, write_atomic};
 
 #[derive(Debug, Args)]
@@ -65,8 +65,10 @@ fn load_codec(path: &std::path::Path, cqt: &CqtConfig) -> Result<(Codec, String,
 
 pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
     let inputs = collect_inputs(&args.audio)?;
-    let single =
-        inputs.len() == 1 && args.audio.len() == 1 && !args.audio[0].is_dir() && !args.out.is_dir();
+    let single = inputs.len() == 1
+        && args.audio.len() == 1
+        && !args.audio[0].is_dir()
+        && !names_a_folder(&args.out);
     if single {
         if args.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
             bail!("{}: labels are written as .safetensors", args.out.display());

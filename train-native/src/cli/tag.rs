@@ -128,7 +128,7 @@ pub fn run(args: TagArgs, quiet: bool) -> Result<()> {
     {
         bail!(
             "--timeline {t}: expected at least one model frame ({:.4} s)",
-            1.0 / frame_rate
+            (1e4 / frame_rate).ceil() / 1e4
         );
     }
     let segment_frames = args
