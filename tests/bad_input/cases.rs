@@ -28,6 +28,7 @@ pub const CASES: &[(&str, &str, &str)] = &[
     ("embed: rate 2^32-1 Hz", "embed {w}/rate_max.wav --model {m} --out {c}/o.npy", "rate_max.wav"),
     ("embed: 27 channels", "embed {w}/channels27.wav --model {m} --out {c}/o.npy", "channels27.wav|more than 26 channels"),
     ("embed: RF64", "embed {w}/rf64.wav --model {m} --out {c}/o.npy", "rf64.wav|RF64"),
+    ("embed: RIFX", "embed {w}/rifx.wav --model {m} --out {c}/o.npy", "rifx.wav|RIFX"),
     ("embed: 0 channels", "embed {w}/channels0.wav --model {m} --out {c}/o.npy", "channels0.wav"),
     ("embed: 65535 channels", "embed {w}/channels_max.wav --model {m} --out {c}/o.npy", "channels_max.wav"),
     ("embed: shorter than a frame", "embed {w}/short.wav --model {m} --out {c}/o.npy", "short.wav|short"),

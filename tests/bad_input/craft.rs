@@ -162,6 +162,11 @@ pub fn craft(w: &Path) {
             b[..4].copy_from_slice(b"RF64");
             b
         }),
+        ("rifx.wav", {
+            let mut b = wav(1, 1, 24_000, 16, &tone, None);
+            b[..4].copy_from_slice(b"RIFX");
+            b
+        }),
         ("short.wav", wav(1, 1, 24_000, 16, &pcm16(100), None)),
     ] {
         write(name, &bytes);

@@ -93,6 +93,7 @@ fn unsupported_container(head: &[u8]) -> Option<&'static str> {
     ];
     match head {
         [b'R', b'F', b'6', b'4', ..] | [b'B', b'W', b'6', b'4', ..] => Some("RF64 (large WAV)"),
+        [b'R', b'I', b'F', b'X', ..] => Some("big-endian WAV (RIFX)"),
         _ if head.starts_with(&W64_RIFF) => Some("Sony Wave64"),
         [b'.', b's', b'n', b'd', ..] => Some("Sun/NeXT AU"),
         [b'w', b'v', b'p', b'k', ..] => Some("WavPack"),

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-/// Extensions treated as audio when walking folders.
+/// Extensions treated as audio when walking folders (formats the decoder cannot read, such as
+/// WavPack, are listed too, so a run names them rather than skipping them silently).
 const AUDIO: &[&str] = &[
     "wav", "wave", "bwf", "flac", "mp3", "ogg", "oga", "ogx", "m4a", "m4b", "mp4", "aac", "aif",
-    "aiff", "aifc", "caf", "mka", "mkv", "webm", "opus",
+    "aiff", "aifc", "caf", "mka", "mkv", "webm", "opus", "au", "w64", "wv", "ape",
 ];
 
 /// An audio file and the relative output path it maps to (without extension).
