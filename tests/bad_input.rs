@@ -9,6 +9,8 @@
 mod cases;
 #[path = "bad_input/craft.rs"]
 mod craft;
+#[path = "common/mert_cli.rs"]
+mod mert_cli;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -229,24 +231,32 @@ fn silence_and_odd_rates_embed_to_finite_values() {
 #[test]
 fn truncated_file_embeds_what_is_there_and_warns() {
     let root = tempfile::tempdir().unwrap();
-    let cut = root.path().join("cut.wav");
+    let model = fixtures().join("mert_tiny").display().to_string();
+    let s = |name: &str| root.path().join(name).display().to_string();
+    // `mert embed INPUT --out NAME.npy` (the last layer), stdin piped from `piped` for `-`
+    let embed = |input: &str, name: &str, extra: &[&str], piped: Option<Vec<u8>>| {
+        let out = s(name);
+        let mut args = vec![
+            "embed", input, "--model", &model, "--layers", "last", "--out", &out,
+        ];
+        args.extend_from_slice(extra);
+        match piped {
+            Some(bytes) => mert_cli::mert_piped(&args, bytes),
+            None => mert_cli::mert(&args),
+        }
+    };
     // a download cut short: both the RIFF and the data chunk state the full length
-    let mut bytes = wav(1, 1, 24_000, 16, &pcm16(24_000), Some(96_000));
-    bytes[4..8].copy_from_slice(&(36u32 + 96_000).to_le_bytes());
-    std::fs::write(&cut, bytes).unwrap();
-    let model = fixtures().join("mert_tiny");
+    let mut cut = wav(1, 1, 24_000, 16, &pcm16(24_000), Some(96_000));
+    cut[4..8].copy_from_slice(&(36u32 + 96_000).to_le_bytes());
+    std::fs::write(s("cut.wav"), &cut).unwrap();
     for quiet in [false, true] {
-        let out = root.path().join(format!("cut{quiet}.npy"));
-        let run = Command::new(env!("CARGO_BIN_EXE_mert"))
-            .arg("embed")
-            .arg(&cut)
-            .arg("--model")
-            .arg(&model)
-            .args(["--layers", "last", "--out"])
-            .arg(&out)
-            .args(quiet.then_some("--quiet"))
-            .output()
-            .unwrap();
+        let name = format!("cut{quiet}.npy");
+        let run = embed(
+            &s("cut.wav"),
+            &name,
+            if quiet { &["--quiet"] } else { &[] },
+            None,
+        );
         let err = String::from_utf8_lossy(&run.stderr);
         assert!(run.status.success(), "{err}");
         if quiet {
@@ -258,44 +268,27 @@ fn truncated_file_embeds_what_is_there_and_warns() {
                 "{err}"
             );
         }
-        let b = std::fs::read(&out).unwrap();
+        let b = std::fs::read(s(&name)).unwrap();
         let header = String::from_utf8_lossy(&b[10..80]);
         assert!(header.contains("'shape': (74, 64)"), "{header}");
     }
     // A WAV streamed by a tool that could not know its length is whole: no warning. Sizes
     // 0xFFFFFFFF (ffmpeg) and sox's placeholder 0x7ffff000.
     for (riff, data) in [(u32::MAX, u32::MAX), (0x7fff_f024, 0x7fff_f000)] {
-        let streamed = root.path().join("streamed.wav");
         let mut bytes = wav(1, 1, 24_000, 16, &pcm16(24_000), Some(data));
         bytes[4..8].copy_from_slice(&riff.to_le_bytes());
-        std::fs::write(&streamed, bytes).unwrap();
-        let run = Command::new(env!("CARGO_BIN_EXE_mert"))
-            .arg("embed")
-            .arg(&streamed)
-            .arg("--model")
-            .arg(&model)
-            .args(["--layers", "last", "--out"])
-            .arg(root.path().join(format!("streamed{data}.npy")))
-            .output()
-            .unwrap();
+        std::fs::write(s("streamed.wav"), bytes).unwrap();
+        let run = embed(
+            &s("streamed.wav"),
+            &format!("streamed{data}.npy"),
+            &[],
+            None,
+        );
         let err = String::from_utf8_lossy(&run.stderr);
         assert!(run.status.success() && err.is_empty(), "{data:#x}: {err}");
     }
     // Through a pipe a header's length is not checked (a streaming writer cannot know it).
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mert"))
-        .args(["embed", "-", "--model"])
-        .arg(&model)
-        .args(["--layers", "last", "--out"])
-        .arg(root.path().join("piped.npy"))
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let bytes = std::fs::read(&cut).unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &bytes));
-    let run = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    let run = embed("-", "piped.npy", &[], Some(cut));
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success() && err.is_empty(), "{err}");
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 #[path = "common/mert_cli.rs"]
 mod mert_cli;
-use mert_cli::{fixture, mert, ok};
+use mert_cli::{fixture, mert, mert_piped, ok};
 
 /// 16-bit mono PCM WAV.
 fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
@@ -197,17 +197,8 @@ fn embedded_default_tags_the_example_clip() {
     }
     assert!(out["model"].as_str().unwrap().contains("embedded"));
     // The same clip through a pipe (`-` is standard input) gives the same tags.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mert"))
-        .args(["tag", "-", "--json", "--top", "3"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     let bytes = std::fs::read(&clip).unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &bytes));
-    let piped = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    let piped = mert_piped(&["tag", "-", "--json", "--top", "3"], bytes);
     assert!(piped.status.success());
     let piped = json(&String::from_utf8_lossy(&piped.stdout));
     assert_eq!(piped["file"], "-");

@@ -12,6 +12,22 @@ pub fn mert(args: &[&str]) -> Output {
         .expect("run mert")
 }
 
+/// Runs `mert args` with `bytes` written to its standard input through a pipe.
+pub fn mert_piped(args: &[&str], bytes: Vec<u8>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mert"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mert");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &bytes));
+    let out = child.wait_with_output().expect("run mert");
+    writer.join().expect("writer").expect("write to mert");
+    out
+}
+
 /// Runs `mert args`, which must succeed; its stdout.
 pub fn ok(args: &[&str]) -> String {
     let out = mert(args);
