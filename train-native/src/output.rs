@@ -36,6 +36,31 @@ fn temp_beside(path: &Path) -> Result<std::path::PathBuf> {
 }
 
 /// Write `bytes` to `path` atomically.
+/// Write `checkpoint` as an f32 kit model file at `out`; with `json`, print on stdout what was
+/// written (output, bytes, source, licence as recorded) and the fields of `extra`.
+pub fn write_kit_model(
+    out: &Path,
+    checkpoint: &mert_core::load::Checkpoint,
+    json: bool,
+    extra: serde_json::Value,
+) -> Result<()> {
+    let bytes = mert_core::load::kit::to_bytes(checkpoint)?;
+    write_atomic(out, &bytes)?;
+    if json {
+        let mut summary = serde_json::json!({
+            "out": out.display().to_string(),
+            "bytes": bytes.len(),
+            "source": checkpoint.source,
+            "license": checkpoint.license.as_deref().unwrap_or("unknown"),
+        });
+        if let (Some(all), serde_json::Value::Object(more)) = (summary.as_object_mut(), extra) {
+            all.extend(more);
+        }
+        println!("{summary}");
+    }
+    Ok(())
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_beside(path)?;
     let result = (|| -> std::io::Result<()> {

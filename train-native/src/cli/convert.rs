@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use crate::output::{output_folder, write_atomic};
+use crate::output::{output_folder, write_kit_model};
 
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
@@ -41,19 +41,8 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     }
     // Building the model proves every tensor fits before anything is written.
     checkpoint.build(&burn::tensor::Device::flex())?;
-    let bytes = mert_core::load::kit::to_bytes(&checkpoint)?;
-    write_atomic(&args.out, &bytes)?;
-    if args.json {
-        let summary = serde_json::json!({
-            "out": args.out.display().to_string(),
-            "bytes": bytes.len(),
-            "source": checkpoint.source,
-            // as recorded in the file
-            "license": checkpoint.license.as_deref().unwrap_or("unknown"),
-            "skipped": checkpoint.skipped,
-        });
-        println!("{summary}");
-    }
+    let extra = serde_json::json!({ "skipped": checkpoint.skipped });
+    write_kit_model(&args.out, &checkpoint, args.json, extra)?;
     if !checkpoint.skipped.is_empty() {
         log::info!(
             "not converted (training only): {}",

@@ -10,7 +10,7 @@ use clap::Args;
 use mert_core::load::Checkpoint;
 use mert_core::{Mert, MertConfig};
 
-use crate::output::{output_folder, write_atomic};
+use crate::output::{output_folder, write_kit_model};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -55,16 +55,6 @@ pub fn run(args: InitArgs) -> Result<()> {
         &format!("random init, {shape}, seed {}", args.seed),
     )?;
     checkpoint.license = Some("CC0-1.0 (random weights)".into());
-    let bytes = mert_core::load::kit::to_bytes(&checkpoint)?;
-    write_atomic(&args.out, &bytes)?;
-    if args.json {
-        let summary = serde_json::json!({
-            "out": args.out.display().to_string(),
-            "bytes": bytes.len(),
-            "source": checkpoint.source,
-            "seed": args.seed,
-        });
-        println!("{summary}");
-    }
-    Ok(())
+    let extra = serde_json::json!({ "seed": args.seed });
+    write_kit_model(&args.out, &checkpoint, args.json, extra)
 }
