@@ -203,4 +203,25 @@ fn embedded_default_tags_the_example_clip() {
     let piped = json(&String::from_utf8_lossy(&piped.stdout));
     assert_eq!(piped["file"], "-");
     assert_eq!(piped["tags"], out["tags"]);
+    // `- < file` read from where standard input stands: another clip, then this one
+    let tmp = tempfile::tempdir().unwrap();
+    let first = std::fs::read(fixture("mert_tiny").join("input0.wav")).unwrap();
+    let two = tmp.path().join("two.bin");
+    std::fs::write(
+        &two,
+        [first.clone(), std::fs::read(&clip).unwrap()].concat(),
+    )
+    .unwrap();
+    let mut stdin = std::fs::File::open(&two).unwrap();
+    std::io::Seek::seek(&mut stdin, std::io::SeekFrom::Start(first.len() as u64)).unwrap();
+    let rest = std::process::Command::new(env!("CARGO_BIN_EXE_mert"))
+        .args(["tag", "-", "--json", "--top", "3"])
+        .stdin(stdin)
+        .output()
+        .unwrap();
+    assert!(rest.status.success());
+    assert_eq!(
+        json(&String::from_utf8_lossy(&rest.stdout))["tags"],
+        out["tags"]
+    );
 }

@@ -176,10 +176,20 @@ pub fn read_if_stream(path: &Path) -> Result<Option<Vec<u8>>> {
             .take(PIPE_LIMIT + 1)
             .read_to_end(&mut bytes)
     } else {
-        let file = std::fs::File::open(source_path(path)).map_err(|e| MertError::io(path, e))?;
+        let mut file =
+            std::fs::File::open(source_path(path)).map_err(|e| MertError::io(path, e))?;
         let meta = file.metadata().map_err(|e| MertError::io(path, e))?;
         if meta.is_file() {
-            return Ok(None);
+            // `- < file` where something already read part of it: the rest, from where
+            // standard input stands (reopening /dev/stdin would start at byte 0)
+            match stdin_offset(path) {
+                Some(at) if at > 0 => {
+                    use std::io::Seek;
+                    file.seek(std::io::SeekFrom::Start(at))
+                        .map_err(|e| MertError::io(path, e))?;
+                }
+                _ => return Ok(None),
+            }
         }
         #[cfg(unix)]
         {
@@ -205,6 +215,19 @@ pub fn read_if_stream(path: &Path) -> Result<Option<Vec<u8>>> {
         ));
     }
     Ok(Some(bytes))
+}
+
+/// Where standard input stands in the file redirected to it, for `-` on Unix.
+fn stdin_offset(path: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    if path == Path::new("-") {
+        use std::io::Seek;
+        use std::os::fd::AsFd;
+        let shared = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+        return std::fs::File::from(shared).stream_position().ok();
+    }
+    let _ = path;
+    None
 }
 
 /// Decode a file on disk (or `-`, standard input).
