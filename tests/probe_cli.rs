@@ -171,6 +171,49 @@ fn probe_learns_and_tag_reports() {
     ]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--layer sum"));
+    // Undefined and diverged runs: a test split where every clip has the same tags reports a
+    // null macro figure; a validation split like that, or a loss gone non-finite, is refused
+    // and writes nothing.
+    std::fs::write(d.join("same.csv"), "test0.wav,tone\ntest2.wav,tone\n").unwrap();
+    let (train, valid, same) = (s("train.csv"), s("valid.csv"), s("same.csv"));
+    let head = |valid: &str, test: &str, lr: &str, out: &str| {
+        mert(&[
+            "probe",
+            "--features",
+            "cqt",
+            "--train",
+            &train,
+            "--valid",
+            valid,
+            "--test",
+            test,
+            "--lr",
+            lr,
+            "--epochs",
+            "3",
+            "--quiet",
+            "--out",
+            out,
+        ])
+    };
+    let null = head(&valid, &same, "1e-3", &s("n.safetensors"));
+    assert!(null.status.success());
+    let null = json(&String::from_utf8_lossy(&null.stdout));
+    assert!(
+        null["roc_auc"].is_null() && null["test"]["pr_auc"].is_null(),
+        "{null}"
+    );
+    for (valid, lr, needle) in [(&same, "1e-3", "--valid"), (&valid, "1e30", "not finite")] {
+        let out = s("refused.safetensors");
+        let run = head(valid, &same, lr, &out);
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(needle) && err.trim_end().lines().count() == 1,
+            "{err}"
+        );
+        assert!(!Path::new(&out).exists());
+    }
     // A model without a head is refused in one line.
     let no_head = mert(&["tag", &s("test0.wav"), "--model", &model]);
     assert_eq!(no_head.status.code(), Some(1));

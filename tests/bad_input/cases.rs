@@ -67,6 +67,7 @@ pub const CASES: &[(&str, &str, &str)] = &[
     ("tag: head claiming 2^40 features", "tag {a} --model {w}/head_huge.safetensors", "head_huge.safetensors|dim"),
     ("tag: unknown head field", "tag {a} --model {w}/head_unknown_field.safetensors", "head_unknown_field.safetensors|temperature"),
     ("tag: head tensors without mert.head", "tag {a} --model {w}/head_no_config.safetensors", "head_no_config.safetensors|mert.head"),
+    ("tag: head weight NaN", "tag {a} --model {w}/head_nan.safetensors", "head_nan.safetensors|head.fc2.weight|finite"),
     ("tag: head tensor of the wrong shape", "tag {a} --model {w}/head_wrong_shape.safetensors", "head_wrong_shape.safetensors|fc2.bias"),
     ("bench: missing model", "bench --model {w}/no_model --seconds 1", "no_model"),
     ("bench: invalid config", "bench --model {w}/heads_mismatch --seconds 1", "num_attention_heads"),

@@ -308,6 +308,14 @@ pub fn craft(w: &Path) {
         "head_wrong_shape.safetensors",
         &rebuild(&tagger, shorter, |_| {}),
     );
+    // a head trained into NaN (as a diverged probe would have written it)
+    let nan: Edit = |n, _, _, b| {
+        if n == "head.fc2.weight" {
+            b[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        }
+        true
+    };
+    write("head_nan.safetensors", &rebuild(&tagger, nan, |_| {}));
 
     // probe lists
     let a = fixtures().join("mert_tiny/input0.wav");

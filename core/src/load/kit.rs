@@ -279,6 +279,13 @@ fn check_head_tensors(config: &HeadConfig, head: &TensorMap, path: &Path) -> Res
                 ),
             ));
         }
+        if let Some(v) = t.data.iter().find(|v| !v.is_finite()) {
+            return Err(MertError::tensor(
+                &source,
+                &name,
+                format!("holds {v}; weights must be finite"),
+            ));
+        }
     }
     if let Some(extra) = head
         .tensors

@@ -66,8 +66,11 @@ pub fn average_precision(scores: &[f32], labels: &[bool]) -> Option<f64> {
 /// Per-tag and macro metrics of `scores` (`[items, tags]` row-major) against `labels`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TagMetrics {
+    /// Macro means over the tags whose metrics are defined (0 when none is).
     pub roc_auc: f64,
     pub pr_auc: f64,
+    /// Tags with both positive and negative items, the only ones with a ROC-AUC.
+    pub defined: usize,
     pub per_tag: Vec<(String, Option<f64>, Option<f64>)>,
 }
 
@@ -91,6 +94,7 @@ pub fn macro_metrics(scores: &[f32], labels: &[bool], tags: &[String]) -> TagMet
     TagMetrics {
         roc_auc: roc / c,
         pr_auc: pr / c,
+        defined: count,
         per_tag,
     }
 }

@@ -83,7 +83,11 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
         }
     }
     if files.is_empty() {
-        bail!("no audio files found in the given paths");
+        let given: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        bail!(
+            "{}: no audio files found (none with an audio extension: .wav, .flac, .mp3, .ogg, ...)",
+            given.join(", ")
+        );
     }
     // one input per real file, however it was spelled (`x.wav`, `./x.wav`, via a folder)
     let mut real = std::collections::HashSet::new();

@@ -248,10 +248,12 @@ pub fn run(args: ProbeArgs, quiet: bool) -> Result<()> {
         .iter()
         .max_by(|a, b| a.valid_roc_auc.total_cmp(&b.valid_roc_auc))
         .map_or(0, |e| e.epoch);
+    // Macro figures, null when no tag has both positive and negative clips (undefined).
+    let defined = |m: &mert_core::probe::metrics::TagMetrics, v: f64| (m.defined > 0).then_some(v);
     // The headline figures: the test split's when given, else the validation split's.
     let (roc_auc, pr_auc, split) = match &test_m {
-        Some(m) => (m.roc_auc, m.pr_auc, "test"),
-        None => (valid_m.roc_auc, valid_m.pr_auc, "valid"),
+        Some(m) => (defined(m, m.roc_auc), defined(m, m.pr_auc), "test"),
+        None => (Some(valid_m.roc_auc), Some(valid_m.pr_auc), "valid"),
     };
     let report = serde_json::json!({
         "roc_auc": roc_auc,
@@ -266,8 +268,8 @@ pub fn run(args: ProbeArgs, quiet: bool) -> Result<()> {
         "best_epoch": best_epoch,
         "valid": {"roc_auc": valid_m.roc_auc, "pr_auc": valid_m.pr_auc},
         "test": test_m.as_ref().map(|m| serde_json::json!({
-            "roc_auc": m.roc_auc,
-            "pr_auc": m.pr_auc,
+            "roc_auc": defined(m, m.roc_auc),
+            "pr_auc": defined(m, m.pr_auc),
             "per_tag": m.per_tag.iter().map(|(t, r, p)| serde_json::json!({"tag": t, "roc_auc": r, "pr_auc": p})).collect::<Vec<_>>(),
         })),
     });

@@ -257,7 +257,14 @@ pub fn ensure_empty_or_resume(run: &Path, resume: bool) -> Result<Option<PathBuf
     let latest = list(run)?.pop();
     match (resume, latest) {
         (true, Some(dir)) => Ok(Some(dir)),
-        (true, None) => Ok(None),
+        (true, None) => {
+            // (a run stopped before its first checkpoint resumes as a new one)
+            log::warn!(
+                "{}: no checkpoint to resume from; starting a new run",
+                run.display()
+            );
+            Ok(None)
+        }
         (false, Some(dir)) => bail!(
             "{}: the run already has checkpoints ({}); pass --resume to continue it or choose another --out",
             run.display(),

@@ -2,7 +2,7 @@
 //! rate halved after 3 epochs without validation gain, early stop after 10 (MARBLE's recipe),
 //! the best epoch's weights kept.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use mert_core::load::TensorMap;
@@ -103,7 +103,18 @@ pub fn train_head(
             let grads = GradientsParams::from_grads(loss.backward(), &head);
             head = optim.step(lr, head, grads);
         }
+        if !loss_sum.is_finite() {
+            bail!(
+                "the training loss is not finite at epoch {epoch} (diverged); expected a smaller --lr than {}",
+                opts.lr
+            );
+        }
         let m = evaluate(&head, config, valid, &device);
+        if m.defined == 0 {
+            bail!(
+                "--valid: no tag has both positive and negative clips, so the ROC-AUC that chooses the best epoch is undefined; expected each tag present in some clips and absent from others"
+            );
+        }
         let e = Epoch {
             epoch,
             train_loss: loss_sum / batches.max(1) as f64,
