@@ -23,14 +23,21 @@ pub fn read_csv(csv: &Path) -> Result<Vec<Row>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let Some((path, tags)) = line.rsplit_once(',') else {
+        let Some((path, tags)) = split_row(line) else {
             bail!(
                 "{}:{}: expected `path,tag1;tag2;...`, found `{line}`",
                 csv.display(),
                 n + 1
             );
         };
-        if n == 0 && path.trim() == "path" {
+        // a header row (`path,tags`, `file,labels`, ...)
+        let header = |field: &str, names: &[&str]| {
+            names.iter().any(|h| field.trim().eq_ignore_ascii_case(h))
+        };
+        if n == 0
+            && header(&path, &["path", "file", "filename", "audio"])
+            && header(&tags, &["tags", "tag", "labels", "label"])
+        {
             continue;
         }
         let path = PathBuf::from(path.trim());
@@ -52,6 +59,44 @@ pub fn read_csv(csv: &Path) -> Result<Vec<Row>> {
         bail!("{}: no rows", csv.display());
     }
     Ok(rows)
+}
+
+/// A row's path and tag fields. A path in double quotes may hold commas (`""` is a quote);
+/// otherwise the path runs to the last comma, so unquoted paths may hold commas too. Empty
+/// trailing fields (`a.wav,piano,`) are ignored; the tag field may be quoted.
+fn split_row(line: &str) -> Option<(String, String)> {
+    let unquote = |f: &str| {
+        let f = f.trim();
+        match f.strip_prefix('"').and_then(|f| f.strip_suffix('"')) {
+            Some(inner) => inner.replace("\"\"", "\""),
+            None => f.to_string(),
+        }
+    };
+    if let Some(rest) = line.strip_prefix('"') {
+        // the closing quote is the first one not doubled
+        let mut path = String::new();
+        let mut chars = rest.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c == '"' {
+                if chars.peek().is_some_and(|&(_, d)| d == '"') {
+                    chars.next();
+                    path.push('"');
+                    continue;
+                }
+                let tags = rest[i + 1..].trim_start().strip_prefix(',')?;
+                return Some((path, unquote(tags.trim_end_matches(','))));
+            }
+            path.push(c);
+        }
+        return None;
+    }
+    let trimmed = line.trim_end_matches([',', ' ', '\t']);
+    match trimmed.rsplit_once(',') {
+        Some((path, tags)) => Some((path.to_string(), unquote(tags))),
+        // `a.wav,` (no tags): its only comma was trailing
+        None if line.contains(',') => Some((trimmed.to_string(), String::new())),
+        None => None,
+    }
 }
 
 /// The tag vocabulary: every tag of the training rows, sorted.
@@ -96,5 +141,32 @@ mod tests {
         std::fs::write(&csv, "a.wav piano\n").unwrap();
         let e = read_csv(&csv).unwrap_err().to_string();
         assert!(e.contains("t.csv:1"), "{e}");
+    }
+
+    #[test]
+    fn csv_quotes_trailing_commas_and_other_headers() {
+        for (line, path, tags) in [
+            ("a.wav,piano;drums,", "a.wav", "piano;drums"),
+            ("\"a,b.wav\",piano", "a,b.wav", "piano"),
+            (
+                "\"say \"\"hi\"\".wav\",\"piano;drums\"",
+                "say \"hi\".wav",
+                "piano;drums",
+            ),
+            ("x,y.wav,piano", "x,y.wav", "piano"),
+            ("b.wav,", "b.wav", ""),
+        ] {
+            assert_eq!(
+                split_row(line),
+                Some((path.to_string(), tags.to_string())),
+                "{line}"
+            );
+        }
+        assert_eq!(split_row("\"open.wav,piano"), None);
+        let dir = std::env::temp_dir().join(format!("mert-csv2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("h.csv");
+        std::fs::write(&csv, "File,Labels\na.wav,piano\n").unwrap();
+        assert_eq!(read_csv(&csv).unwrap().len(), 1);
     }
 }
