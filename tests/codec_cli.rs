@@ -311,4 +311,17 @@ fn broken_checkpoints_and_run_files_are_named() {
         tmp.path().join("x").to_str().unwrap(),
     ]);
     assert!(e.contains("bandwidth"), "{e}");
+    // a batch too large to hold is refused before any work
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("batch_size = 2", "batch_size = 100000000");
+    std::fs::write(&bad, text).unwrap();
+    let e = fails(&[
+        "train-codec",
+        "--config",
+        bad.to_str().unwrap(),
+        "--out",
+        tmp.path().join("y").to_str().unwrap(),
+    ]);
+    assert!(e.contains("batch_size") && e.contains("65536"), "{e}");
 }

@@ -172,6 +172,10 @@ impl CodecRunConfig {
                 "{at}: [train] batch_size, max_steps, checkpoint_every, log_every: expected >= 1"
             );
         }
+        // as for pretraining: a batch is held whole in memory
+        if t.batch_size > 1 << 16 {
+            bail!("{at}: [train] batch_size: expected at most 65536");
+        }
         if t.quantizer_warmup_steps >= t.max_steps {
             bail!(
                 "{at}: [train] quantizer_warmup_steps: expected fewer than max_steps = {} (the codec must end quantised)",
