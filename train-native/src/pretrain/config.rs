@@ -241,9 +241,11 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Re
     })
 }
 
-/// Relative paths in a run file are relative to the file's folder.
+/// Relative paths in a run file are relative to the file's folder. They become absolute, so
+/// the resolved `RUN_DIR/config.toml` can be used as a run file from anywhere.
 pub fn resolve_paths<'a>(run_file: &Path, paths: impl Iterator<Item = &'a mut PathBuf>) {
     let base = run_file.parent().unwrap_or(Path::new("."));
+    let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
     for p in paths {
         if p.is_relative() {
             *p = base.join(&*p);
@@ -515,5 +517,11 @@ mod tests {
         let err = RunConfig::from_toml(&format!("{text}cqt = false\ncodec = \"none\"\n"), at)
             .unwrap_err();
         assert!(format!("{err:#}").contains("nothing to predict"), "{err:#}");
+        // a run file given by a relative path: its paths become absolute, so the resolved
+        // config.toml works from any folder
+        let text = "[model]\npreset = \"tiny\"\n[data]\ntrain = [\"a.wav\"]\n[train]\n";
+        let c = RunConfig::from_toml(text, Path::new("runs/x.toml")).unwrap();
+        assert!(c.data.train[0].is_absolute(), "{:?}", c.data.train);
+        assert!(c.data.train[0].ends_with("runs/a.wav"));
     }
 }
