@@ -82,6 +82,7 @@ pub const CASES: &[(&str, &str, &str)] = &[
     ("labels: output in a missing folder", "labels {a} --out {c}/no/l.safetensors", "no/l.safetensors"),
     ("convert: unknown output extension", "convert {m} --out {c}/k.bin", "k.bin|.safetensors"),
     ("convert: output in a missing folder", "convert {m} --out {c}/no/k.safetensors", "no/k.safetensors"),
+    ("quantize: --block with f16", "quantize {k} --scheme f16 --block 32 --out {c}/q.safetensors", "--block 32|f16"),
     ("quantize: unknown output extension", "quantize {k} --scheme q8 --out {c}/q.gguf", "q.gguf"),
     ("quantize: output in a missing folder", "quantize {k} --scheme q8 --out {c}/no/q.safetensors", "no/q.safetensors"),
     ("init: unknown output extension", "init --preset tiny --out {c}/i.pt", "i.pt"),

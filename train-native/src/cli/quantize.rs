@@ -100,6 +100,9 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     }
     let mut layout = Layout::new(args.scheme);
     if let Some(text) = &args.block {
+        if matches!(args.scheme, Scheme::F32 | Scheme::F16) {
+            bail!("--block {text}: only q8 and q4 have scales; f32 and f16 take no --block");
+        }
         let Some(block) = Layout::parse_block(text) else {
             bail!("--block `{text}`: expected a positive integer or `channel`");
         };

@@ -261,8 +261,12 @@ pub fn draw_batch(corpus: &Corpus, crop: Crop, size: usize, rng: &mut StepRng) -
         .filter(|s| s.frames >= crop.frames)
         .collect();
     if usable.is_empty() {
+        let rate = corpus.meta.sample_rate as f64;
+        let longest = corpus.segments.iter().map(|s| s.samples).max().unwrap_or(0);
         bail!(
-            "{}: no segment is as long as one crop",
+            "[data] crop_seconds: a crop is {:.2} s but the longest audio is {:.2} s (corpus {}); expected shorter crops or longer files",
+            crop.samples as f64 / rate,
+            longest as f64 / rate,
             corpus.dir.display()
         );
     }
