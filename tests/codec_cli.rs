@@ -297,31 +297,23 @@ fn broken_checkpoints_and_run_files_are_named() {
     ]);
     assert!(run.join("codec.safetensors").is_file());
 
-    // run-file errors name the key
-    let bad = tmp.path().join("bad.toml");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("n_q = 2", "n_q = 2\nbandwidth = 6");
-    std::fs::write(&bad, text).unwrap();
-    let e = fails(&[
-        "train-codec",
-        "--config",
-        bad.to_str().unwrap(),
-        "--out",
-        tmp.path().join("x").to_str().unwrap(),
-    ]);
+    // run-file errors name the key: the good run file with one line replaced
+    let refused = |from: &str, to: &str, out: &str| {
+        let bad = tmp.path().join("bad.toml");
+        let text = std::fs::read_to_string(&config).unwrap().replace(from, to);
+        std::fs::write(&bad, text).unwrap();
+        let out = tmp.path().join(out);
+        fails(&[
+            "train-codec",
+            "--config",
+            bad.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let e = refused("n_q = 2", "n_q = 2\nbandwidth = 6", "x");
     assert!(e.contains("bandwidth"), "{e}");
     // a batch too large to hold is refused before any work
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("batch_size = 2", "batch_size = 100000000");
-    std::fs::write(&bad, text).unwrap();
-    let e = fails(&[
-        "train-codec",
-        "--config",
-        bad.to_str().unwrap(),
-        "--out",
-        tmp.path().join("y").to_str().unwrap(),
-    ]);
+    let e = refused("batch_size = 2", "batch_size = 100000000", "y");
     assert!(e.contains("batch_size") && e.contains("65536"), "{e}");
 }
