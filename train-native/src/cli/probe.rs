@@ -13,7 +13,7 @@ use mert_core::teachers::{Cqt, CqtConfig};
 
 use crate::backend::Backend;
 use crate::output::{output_folder, tensor_map_bytes, write_atomic};
-use crate::probe::data::{Row, read_csv, targets, vocabulary};
+use crate::probe::data::{Row, read_csv, targets, unseen_tags, vocabulary};
 use crate::probe::features::{Extractor, MertFeatures, file_id};
 use crate::probe::train::{ProbeOptions, Split, evaluate, head_from, train_head};
 
@@ -124,6 +124,19 @@ pub fn run(args: ProbeArgs, quiet: bool) -> Result<()> {
     let valid_rows = read_csv(&args.valid)?;
     let test_rows = args.test.as_deref().map(read_csv).transpose()?;
     let tags = vocabulary(&train_rows);
+    let others = [(&args.valid, &valid_rows)]
+        .into_iter()
+        .chain(args.test.as_ref().zip(test_rows.as_ref()));
+    for (csv, rows) in others {
+        let unseen = unseen_tags(rows, &tags);
+        if !unseen.is_empty() {
+            log::warn!(
+                "{}: tags absent from the training rows are ignored: {}",
+                csv.display(),
+                unseen.join(", ")
+            );
+        }
+    }
     let options = EmbedOptions {
         normalize: !args.no_normalize,
         window_seconds: args.window,

@@ -105,6 +105,17 @@ pub fn vocabulary(rows: &[Row]) -> Vec<String> {
     set.into_iter().cloned().collect()
 }
 
+/// Tags of `rows` that the vocabulary lacks (seen only outside the training rows), sorted:
+/// the head cannot learn them, so their labels are ignored.
+pub fn unseen_tags(rows: &[Row], tags: &[String]) -> Vec<String> {
+    let set: BTreeSet<&String> = rows
+        .iter()
+        .flat_map(|r| r.tags.iter())
+        .filter(|t| !tags.contains(t))
+        .collect();
+    set.into_iter().cloned().collect()
+}
+
 /// `[rows, tags]` 0/1 targets.
 pub fn targets(rows: &[Row], tags: &[String]) -> Vec<f32> {
     let mut y = vec![0.0; rows.len() * tags.len()];
@@ -141,6 +152,19 @@ mod tests {
         std::fs::write(&csv, "a.wav piano\n").unwrap();
         let e = read_csv(&csv).unwrap_err().to_string();
         assert!(e.contains("t.csv:1"), "{e}");
+    }
+
+    #[test]
+    fn tags_outside_training_rows() {
+        let row = |tags: &[&str]| Row {
+            path: PathBuf::from("a.wav"),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        };
+        let vocab = vocabulary(&[row(&["piano", "drums"]), row(&["piano"])]);
+        assert_eq!(vocab, ["drums", "piano"]);
+        let valid = [row(&["piano", "harp"]), row(&["zither", "harp"])];
+        assert_eq!(unseen_tags(&valid, &vocab), ["harp", "zither"]);
+        assert!(unseen_tags(&[row(&["drums"])], &vocab).is_empty());
     }
 
     #[test]
