@@ -707,3 +707,58 @@ fn init_convert_and_labels_print_json_summaries() {
     assert_eq!(labels["written"][0], s("l.safetensors"));
     assert_eq!(labels["failed"], 0);
 }
+
+/// A fairseq checkpoint converts to the same kit model as the Hugging Face folder of the same
+/// weights; its pretraining-only tensors are listed in the summary.
+#[test]
+fn fairseq_checkpoint_converts_like_its_hugging_face_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &str| tmp.path().join(p).display().to_string();
+    let dir = fixture("mert_tiny_preln");
+    let pt = dir.join("checkpoint_fairseq.pt");
+    let out = mert(&[
+        "convert",
+        pt.to_str().unwrap(),
+        "--out",
+        &s("fs.safetensors"),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let skipped: Vec<&str> = summary["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(skipped.contains(&"label_embs_concat"), "{skipped:?}");
+    assert!(
+        skipped.contains(&"encoder_cqt_model.fc.weight"),
+        "{skipped:?}"
+    );
+    ok(&[
+        "convert",
+        dir.to_str().unwrap(),
+        "--out",
+        &s("hf.safetensors"),
+    ]);
+    let wav = dir.join("input0.wav");
+    for name in ["fs", "hf"] {
+        ok(&[
+            "embed",
+            wav.to_str().unwrap(),
+            "--model",
+            &s(&format!("{name}.safetensors")),
+            "--out",
+            &s(&format!("{name}.npy")),
+        ]);
+    }
+    assert_eq!(
+        std::fs::read(s("fs.npy")).unwrap(),
+        std::fs::read(s("hf.npy")).unwrap()
+    );
+}

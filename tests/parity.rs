@@ -174,6 +174,82 @@ fn pytorch_bin_in_both_weight_norm_spellings_loads_the_same_tensors() {
     }
 }
 
+/// fairseq training checkpoints (tests/reference/gen_fairseq.py: the same weights under
+/// fairseq's module names, beside `cfg`, optimizer state and numpy scalars) load with the
+/// shape from `cfg` and give the reference hidden states.
+#[test]
+fn fairseq_checkpoints_match_reference_on_every_layer() {
+    for name in ["mert_tiny", "mert_tiny_preln", "mert_tiny_layer"] {
+        let dir = fixture(name);
+        let hf = load_path(&dir).unwrap();
+        let fs = load_path(&dir.join("checkpoint_fairseq.pt")).unwrap();
+        let (a, b) = (&hf.config, &fs.config);
+        assert_eq!(
+            (a.hidden_size, a.num_hidden_layers, a.num_attention_heads),
+            (b.hidden_size, b.num_hidden_layers, b.num_attention_heads),
+            "{name}"
+        );
+        assert_eq!(
+            (&a.conv_dim, &a.conv_kernel, &a.conv_stride, a.conv_bias),
+            (&b.conv_dim, &b.conv_kernel, &b.conv_stride, b.conv_bias),
+            "{name}"
+        );
+        assert_eq!(a.feat_extract_norm, b.feat_extract_norm, "{name}");
+        assert_eq!(a.do_stable_layer_norm, b.do_stable_layer_norm, "{name}");
+        assert_eq!(a.sample_rate, b.sample_rate, "{name}");
+        assert_eq!(hf.tensors.tensors, fs.tensors.tensors, "{name}");
+        assert_eq!(
+            hf.mask_embedding.as_ref().unwrap().data,
+            fs.mask_embedding.as_ref().unwrap().data
+        );
+        // pretraining heads and the CQT teacher's buffers are listed, not loaded
+        for k in [
+            "encoder_cqt_model.fc.weight",
+            "encoder_cqt_model.spec_layer.cqt_kernels_real",
+            "final_proj.weight",
+            "label_embs_concat",
+        ] {
+            assert!(
+                fs.skipped.iter().any(|s| s == k),
+                "{name}: {k} in {:?}",
+                fs.skipped
+            );
+        }
+        let errs = check_hidden_states(&dir, &fs);
+        eprintln!("{name} (fairseq) per-layer rel err: {}", fmt_errs(&errs));
+    }
+}
+
+#[test]
+fn bad_fairseq_checkpoints_are_refused_by_name() {
+    let marker = Path::new("/tmp/mert_pwned");
+    let _ = std::fs::remove_file(marker);
+    for (file, wants) in [
+        ("args_only.pt", &["args_only.pt", "without a `cfg`"][..]),
+        ("conformer.pt", &["cfg.model.layer_type", "conformer"][..]),
+        (
+            "unknown_key.pt",
+            &["target_glu.0.weight", "not a tensor"][..],
+        ),
+        ("payload_model.pt", &["system", "refused"][..]),
+        ("payload_extra.pt", &["system", "refused"][..]),
+    ] {
+        let err = load_path(&fixture("fairseq_bad").join(file)).unwrap_err();
+        let msg = err.to_string();
+        for want in wants {
+            assert!(msg.contains(want), "{file}: {msg}");
+        }
+        assert!(!msg.contains('\n'), "{file}: {msg}");
+        if file.starts_with("payload") {
+            assert!(
+                matches!(err, MertError::UnsafePickle { .. }),
+                "{file}: {err}"
+            );
+        }
+    }
+    assert!(!marker.exists(), "the payload ran");
+}
+
 #[test]
 fn kit_file_round_trip_is_bit_identical() {
     let dir = fixture("mert_tiny_preln");

@@ -1,7 +1,9 @@
 //! Loading weights: Hugging Face folders (`config.json` + `model.safetensors` or
-//! `pytorch_model.bin`) and the kit's own model file. Every path ends in a [`Checkpoint`]:
+//! `pytorch_model.bin`), fairseq training checkpoints and the kit's own model file. Every
+//! path ends in a [`Checkpoint`]:
 //! a validated config plus tensors under the reference names, which builds a [`crate::Mert`].
 
+mod fairseq;
 pub mod keys;
 pub mod kit;
 pub mod tensors;
@@ -288,13 +290,16 @@ fn load_any(path: &Path) -> Result<Checkpoint> {
                 )
             }
         }
-        "bin" | "pt" | "pth" => weights_beside_config(
-            path,
-            "a PyTorch weights file needs the config.json of its Hugging Face folder beside it",
-        ),
+        "bin" | "pt" | "pth" => match fairseq::top_level(path) {
+            Some(top) => fairseq::load(path, &top),
+            None => weights_beside_config(
+                path,
+                "a PyTorch weights file needs the config.json of its Hugging Face folder beside it (or is a fairseq checkpoint with `cfg` and `model`)",
+            ),
+        },
         _ => Err(MertError::format(
             path,
-            "unknown model file type; expected a Hugging Face folder, a .safetensors file or a pytorch_model.bin",
+            "unknown model file type; expected a Hugging Face folder, a .safetensors file, a pytorch_model.bin or a fairseq .pt",
         )),
     }
 }

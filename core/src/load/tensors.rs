@@ -215,21 +215,28 @@ const PICKLE_ALLOWED: &[&str] = &["torch.Tensor", "torch.TypedStorage", "torch.U
 /// plain containers; any other callable in the pickle (`os.system`, `builtins.eval`, a custom
 /// class) makes the whole file an error naming that callable.
 pub fn read_pytorch(path: &Path) -> Result<TensorMap> {
-    pytorch_tensors(path).map_err(super::one_line)
+    pytorch_tensors(path, None).map_err(super::one_line)
 }
 
-fn pytorch_tensors(path: &Path) -> Result<TensorMap> {
+/// The tensors of a PyTorch file, or of the dictionary under one of its top-level keys (a
+/// training checkpoint's `model`): only that part of the pickle has to be plain data.
+pub(crate) fn pytorch_tensors(path: &Path, key: Option<&str>) -> Result<TensorMap> {
     let source = path.display().to_string();
-    let value = pytorch_reader::PytorchReader::read_pickle_data(path, None)
-        .map_err(|e| MertError::format(path, format!("not a readable PyTorch checkpoint: {e}")))?;
+    let unreadable = |e: pytorch_reader::PytorchError| {
+        MertError::format(path, format!("not a readable PyTorch checkpoint: {e}"))
+    };
+    let value = pytorch_reader::PytorchReader::read_pickle_data(path, key).map_err(unreadable)?;
     if let Some(callable) = first_disallowed(&value) {
         return Err(MertError::UnsafePickle {
             path: path.to_path_buf(),
             callable,
         });
     }
-    let reader = pytorch_reader::PytorchReader::new(path)
-        .map_err(|e| MertError::format(path, format!("not a readable PyTorch checkpoint: {e}")))?;
+    let reader = match key {
+        Some(key) => pytorch_reader::PytorchReader::with_top_level_key(path, key),
+        None => pytorch_reader::PytorchReader::new(path),
+    }
+    .map_err(unreadable)?;
     let mut tensors: Vec<_> = reader.into_tensors().into_iter().collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     // A view may repeat its storage (stride 0, as `expand` makes), so a few bytes of pickle can
@@ -279,12 +286,26 @@ fn pytorch_tensors(path: &Path) -> Result<TensorMap> {
 }
 
 /// The first value in the pickle tree that is neither plain data nor a tensor.
-fn first_disallowed(value: &pytorch_reader::PickleValue) -> Option<String> {
+pub(crate) fn first_disallowed(value: &pytorch_reader::PickleValue) -> Option<String> {
+    first_disallowed_with(value, &[])
+}
+
+/// [`first_disallowed`], also letting the Python types in `extra` through.
+pub(crate) fn first_disallowed_with(
+    value: &pytorch_reader::PickleValue,
+    extra: &[&str],
+) -> Option<String> {
     use pytorch_reader::PickleValue as V;
     match value {
-        V::Unsupported(name) if !PICKLE_ALLOWED.contains(&name.as_str()) => Some(name.clone()),
-        V::List(items) => items.iter().find_map(first_disallowed),
-        V::Dict(entries) => entries.values().find_map(first_disallowed),
+        V::Unsupported(name)
+            if !PICKLE_ALLOWED.contains(&name.as_str()) && !extra.contains(&name.as_str()) =>
+        {
+            Some(name.clone())
+        }
+        V::List(items) => items.iter().find_map(|v| first_disallowed_with(v, extra)),
+        V::Dict(entries) => entries
+            .values()
+            .find_map(|v| first_disallowed_with(v, extra)),
         _ => None,
     }
 }

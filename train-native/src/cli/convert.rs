@@ -11,7 +11,8 @@ use crate::output::{output_folder, write_kit_model};
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
     /// Hugging Face folder (config.json + model.safetensors or pytorch_model.bin), one of those
-    /// weights files (config.json beside it), or a kit file.
+    /// weights files (config.json beside it), a fairseq checkpoint (.pt with `cfg` and
+    /// `model`), or a kit file.
     pub src: PathBuf,
     /// Output kit model file (.safetensors).
     #[arg(long)]
