@@ -931,9 +931,9 @@ fn kit_model_file_with_a_head_survives_mutations() {
         ("feat_mean", vec![64, 3]),
         ("feat_std", vec![64, 3]),
         ("layer_weights", vec![2]),
-        ("fc1.weight", vec![64, 8]),
+        ("fc1.weight", vec![8, 64]),
         ("fc1.bias", vec![8]),
-        ("fc2.weight", vec![8, 2]),
+        ("fc2.weight", vec![2, 8]),
         ("fc2.bias", vec![2]),
     ] {
         let n = shape.iter().product();

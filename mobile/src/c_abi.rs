@@ -140,13 +140,22 @@ unsafe fn path_arg<'a>(p: *const c_char, what: &str) -> Result<&'a Path> {
         return Err(invalid(format!("{what} is null")));
     }
     // SAFETY: non-null and NUL-terminated per the contract.
-    let s = unsafe { CStr::from_ptr(p) }
-        .to_str()
-        .map_err(|_| invalid(format!("{what} is not UTF-8")))?;
-    if s.is_empty() {
+    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+    if bytes.is_empty() {
         return Err(invalid(format!("{what} is empty")));
     }
-    Ok(Path::new(s))
+    // A path on a Unix system is bytes: one that is not UTF-8 still names a file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(Path::new(std::ffi::OsStr::from_bytes(bytes)))
+    }
+    #[cfg(not(unix))]
+    {
+        std::str::from_utf8(bytes)
+            .map(Path::new)
+            .map_err(|_| invalid(format!("{what} is not UTF-8")))
+    }
 }
 
 /// # Safety

@@ -58,6 +58,7 @@ pub struct Model {
 impl Model {
     /// Load a kit `.safetensors` file (f32/f16/q8/q4) or a Hugging Face folder.
     pub fn from_path(path: &Path) -> Result<Self> {
+        nonempty(path)?;
         let checkpoint = mert_core::load_path(path).map_err(load)?;
         Self::build(checkpoint, path.display().to_string())
     }
@@ -148,8 +149,10 @@ impl Model {
 
     /// Embed an audio file (any format the kit decodes), streamed in bounded memory.
     pub fn embed_file(&self, path: &Path) -> Result<Embedding> {
+        nonempty(path)?;
         let (mut source, total) = FileSource::open(path, self.mert.sample_rate).map_err(audio)?;
         self.embed_source(&mut || source.next_chunk(), total)
+            .map_err(|e| naming(path, e))
     }
 
     fn embed_source(
@@ -193,9 +196,11 @@ impl Model {
 
     /// Tag an audio file, streamed in bounded memory.
     pub fn tag_file(&self, path: &Path) -> Result<Vec<Tag>> {
+        nonempty(path)?;
         let tagger = self.tagger()?;
         let (mut source, total) = FileSource::open(path, self.mert.sample_rate).map_err(audio)?;
         self.tag_source(tagger, &mut || source.next_chunk(), total)
+            .map_err(|e| naming(path, e))
     }
 
     fn tag_source(
@@ -287,6 +292,22 @@ pub(crate) fn check_format(sample_rate: u32, channels: u32) -> Result<()> {
 
 /// Interleaved frames to mono (the mean of the channels), refusing non-finite samples and a
 /// buffer that is not a whole number of frames.
+fn nonempty(path: &Path) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(invalid("path is empty"));
+    }
+    Ok(())
+}
+
+/// An audio error found while running a file (too short, ended early) names the file.
+fn naming(path: &Path, e: MertError) -> MertError {
+    let name = path.display().to_string();
+    match e {
+        MertError::Audio(m) if !m.contains(&name) => MertError::Audio(format!("{name}: {m}")),
+        other => other,
+    }
+}
+
 pub(crate) fn downmix(pcm: &[f32], sample_rate: u32, channels: u32) -> Result<Vec<f32>> {
     check_format(sample_rate, channels)?;
     let ch = channels as usize;
@@ -302,9 +323,8 @@ pub(crate) fn downmix(pcm: &[f32], sample_rate: u32, channels: u32) -> Result<Ve
             pcm[i]
         )));
     }
-    let scale = 1.0 / ch as f32;
     Ok(pcm
         .chunks_exact(ch)
-        .map(|f| f.iter().sum::<f32>() * scale)
+        .map(mert_core::audio::downmix_frame)
         .collect())
 }

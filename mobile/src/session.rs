@@ -119,12 +119,12 @@ impl Session {
     /// leaves the session as it was; a failure inside the model ends the session.
     pub fn push(&mut self, pcm: &[f32]) -> Result<usize> {
         if !matches!(self.state, State::Open(_)) {
-            return Err(self.not_open("push"));
+            return Err(self.not_open());
         }
         let mono = downmix(pcm, self.sample_rate, self.channels)?;
         let samples = match &mut self.state {
             State::Open(resampler) => resampler.push(&mono).map_err(audio),
-            _ => return Err(self.not_open("push")),
+            _ => return Err(self.not_open()),
         };
         let step = samples.and_then(|samples| {
             self.received += samples.len();
@@ -141,7 +141,7 @@ impl Session {
         let state = std::mem::replace(&mut self.state, State::Failed(String::new()));
         let State::Open(resampler) = state else {
             self.state = state;
-            return Err(self.not_open("finish"));
+            return Err(self.not_open());
         };
         let step = resampler.finish().map_err(audio).and_then(|tail| {
             self.received += tail.len();
@@ -172,26 +172,25 @@ impl Session {
     pub fn tags(&self) -> Result<Vec<Tag>> {
         match &self.state {
             State::Finished { tags: Some(t) } => Ok(t.clone()),
-            State::Finished { tags: None } => Err(MertError::State(format!(
-                "session tags: {}",
+            State::Finished { tags: None } => Err(MertError::State(
                 self.model
                     .tagger()
                     .err()
-                    .map_or(String::new(), |e| e.to_string())
-            ))),
+                    .map_or(String::new(), |e| e.to_string()),
+            )),
             State::Open(_) => Err(MertError::State(
-                "session tags: the stream is not finished; call finish first".into(),
+                "the stream is not finished; call finish first".into(),
             )),
             State::Failed(why) => Err(MertError::State(format!(
-                "session tags: the session failed earlier ({why})"
+                "the session failed earlier ({why})"
             ))),
         }
     }
 
-    fn not_open(&self, call: &str) -> MertError {
+    fn not_open(&self) -> MertError {
         MertError::State(match &self.state {
-            State::Failed(why) => format!("session {call}: the session failed earlier ({why})"),
-            _ => format!("session {call}: the stream is already finished"),
+            State::Failed(why) => format!("the session failed earlier ({why})"),
+            _ => "the stream is already finished".to_string(),
         })
     }
 

@@ -208,6 +208,19 @@ pub fn craft(w: &Path) {
             b
         },
     );
+    hf_folder(
+        &w.join("hidden_size_string"),
+        |c| c["hidden_size"] = "64".into(),
+        same,
+    );
+    hf_folder(
+        &w.join("wide_kernel"),
+        |c| c["conv_kernel"][0] = 200_000.into(),
+        same,
+    );
+    // a model path that is a device, not a file
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("/dev/zero", w.join("zero.safetensors")).unwrap();
     let edits: [(&str, Edit); 3] = [
         ("wrong_shape", |n, _, s, _| {
             if n == "encoder.layers.0.attention.q_proj.weight" {
@@ -316,6 +329,40 @@ pub fn craft(w: &Path) {
         true
     };
     write("head_nan.safetensors", &rebuild(&tagger, nan, |_| {}));
+    let std_zero: Edit = |n, _, _, b| {
+        if n == "head.feat_std" {
+            b[..4].copy_from_slice(&0f32.to_le_bytes());
+        }
+        true
+    };
+    write(
+        "head_std_zero.safetensors",
+        &rebuild(&tagger, std_zero, |_| {}),
+    );
+    let transposed: Edit = |n, _, s, _| {
+        if n == "head.fc1.weight" {
+            s.reverse();
+        }
+        true
+    };
+    write(
+        "head_transposed.safetensors",
+        &rebuild(&tagger, transposed, |_| {}),
+    );
+    write(
+        "head_window.safetensors",
+        &rebuild(&tagger, keep, head(|h| h["window_seconds"] = (-5).into())),
+    );
+    write(
+        "head_dup_tags.safetensors",
+        &rebuild(&tagger, keep, head(|h| h["tags"][1] = h["tags"][0].clone())),
+    );
+    // a quantized kit file inside a Hugging Face folder
+    hf_folder(&w.join("q8_folder"), |_| {}, same);
+    write(
+        "q8_folder/model.safetensors",
+        &mert_core::load::kit::to_bytes_quantized(&ck, q8).unwrap(),
+    );
 
     // probe lists
     let a = fixtures().join("mert_tiny/input0.wav");

@@ -174,10 +174,9 @@ impl Tagger {
                 SAMPLE_RATES.end()
             ));
         }
-        let scale = 1.0 / channels as f32;
         let mono: Vec<f32> = interleaved
             .chunks_exact(channels)
-            .map(|frame| frame.iter().sum::<f32>() * scale)
+            .map(mert_core::audio::downmix_frame)
             .collect();
         let mut resampler =
             StreamResampler::new(sample_rate, self.model.sample_rate).map_err(one_line)?;

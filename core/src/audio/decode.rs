@@ -419,11 +419,10 @@ impl AudioStream {
             self.decoded_frames += (buf.samples_interleaved() / channels) as u64;
             self.interleaved.resize(buf.samples_interleaved(), 0.0);
             buf.copy_to_slice_interleaved(&mut self.interleaved);
-            let scale = 1.0 / channels as f32;
             let mono = self
                 .interleaved
                 .chunks_exact(channels)
-                .map(|frame| frame.iter().sum::<f32>() * scale)
+                .map(super::downmix_frame)
                 .collect();
             return Ok(Some(mono));
         }

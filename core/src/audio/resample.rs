@@ -52,6 +52,9 @@ pub struct StreamResampler {
     identity: bool,
 }
 
+/// Largest sample magnitude the resampler passes unchanged (see [`StreamResampler::push`]).
+pub const RESAMPLE_LIMIT: f32 = 1e30;
+
 impl StreamResampler {
     pub fn new(from: u32, to: u32) -> Result<Self> {
         Self::with_dense_max(from, to, DENSE_TABLE_MAX)
@@ -136,7 +139,13 @@ impl StreamResampler {
             self.produced += input.len() as u64;
             return Ok(input.to_vec());
         }
-        self.buf.extend_from_slice(input);
+        // Float audio is nominally within ±1; a sample beyond ±1e30 (a corrupt float file)
+        // would overflow the filter's sums to infinity, so it is clipped there.
+        self.buf.extend(
+            input
+                .iter()
+                .map(|&x| x.clamp(-RESAMPLE_LIMIT, RESAMPLE_LIMIT)),
+        );
         let mut out = Vec::new();
         self.run(&mut out, u64::MAX);
         self.produced += out.len() as u64;

@@ -282,6 +282,20 @@ fn frame_hop(model: &Mert) -> usize {
         .product()
 }
 
+/// The shortest input that gives a frame (the conv stack's receptive field, 400 for MERT):
+/// `frames_for` grows with the length, so a binary search finds it for any valid config.
 fn min_samples(model: &Mert) -> usize {
-    (1..100_000).find(|&n| model.frames_for(n) > 0).unwrap_or(0)
+    let (mut lo, mut hi) = (1usize, 1usize << 26);
+    if model.frames_for(hi) == 0 {
+        return hi;
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if model.frames_for(mid) > 0 {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
 }

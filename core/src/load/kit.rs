@@ -185,6 +185,7 @@ pub(crate) fn from_parts(file: KitFile, path: &Path) -> Result<Checkpoint> {
     let head = split_head(&mut tensors, metadata, &config, path)?;
     let mut checkpoint = Checkpoint::from_reference(config, tensors)?;
     checkpoint.head = head;
+    checkpoint.quantized = metadata.get(META_QUANT).filter(|q| *q != "f32").cloned();
     checkpoint.license = metadata.get(META_LICENSE).cloned();
     checkpoint.source = metadata
         .get(META_SOURCE)
@@ -254,27 +255,28 @@ fn split_head(
 /// before any head is built from it.
 fn check_head_tensors(config: &HeadConfig, head: &TensorMap, path: &Path) -> Result<()> {
     let (states, dim, hidden, tags) = (config.states, config.dim, config.hidden, config.tags.len());
-    let expected = [
-        ("feat_mean", states.checked_mul(dim)),
-        ("feat_std", states.checked_mul(dim)),
-        ("layer_weights", Some(states.saturating_sub(1).max(1))),
-        ("fc1.weight", config.input_width().checked_mul(hidden)),
-        ("fc1.bias", Some(hidden)),
-        ("fc2.weight", hidden.checked_mul(tags)),
-        ("fc2.bias", Some(tags)),
+    // Shapes as the file stores them (2-D tensors in the reference `[out, in]` order).
+    let expected: [(&str, Vec<usize>); 7] = [
+        ("feat_mean", vec![dim, states]),
+        ("feat_std", vec![dim, states]),
+        ("layer_weights", vec![states.saturating_sub(1).max(1)]),
+        ("fc1.weight", vec![hidden, config.input_width()]),
+        ("fc1.bias", vec![hidden]),
+        ("fc2.weight", vec![tags, hidden]),
+        ("fc2.bias", vec![tags]),
     ];
     let source = path.display().to_string();
-    for (key, values) in expected {
+    for (key, shape) in &expected {
         let name = format!("{HEAD_PREFIX}{key}");
         let t = head.get(key).ok_or_else(|| {
             MertError::tensor(&source, &name, format!("missing (`{META_HEAD}` needs it)"))
         })?;
-        if Some(t.data.len()) != values {
+        if &t.shape != shape {
             return Err(MertError::tensor(
                 &source,
                 &name,
                 format!(
-                    "shape {:?} does not fit `{META_HEAD}` (states {states}, dim {dim}, hidden {hidden}, {tags} tags)",
+                    "shape {:?} in the file; `{META_HEAD}` (states {states}, dim {dim}, hidden {hidden}, {tags} tags) needs {shape:?}",
                     t.shape
                 ),
             ));
@@ -284,6 +286,16 @@ fn check_head_tensors(config: &HeadConfig, head: &TensorMap, path: &Path) -> Res
                 &source,
                 &name,
                 format!("holds {v}; weights must be finite"),
+            ));
+        }
+        // features are divided by it
+        if *key == "feat_std"
+            && let Some(v) = t.data.iter().find(|v| **v <= 0.0)
+        {
+            return Err(MertError::tensor(
+                &source,
+                &name,
+                format!("holds {v}; standard deviations must be positive"),
             ));
         }
     }

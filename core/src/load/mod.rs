@@ -32,6 +32,9 @@ pub struct Checkpoint {
     pub mask_embedding: Option<HostTensor>,
     /// A tagging head stored with the model (`head.*` tensors, `mert.head` metadata).
     pub head: Option<HeadWeights>,
+    /// The kit file's `mert.quant` when it is not `f32`: the tensors here are dequantized,
+    /// so writing them again as f32 or quantizing them again would hide or add rounding.
+    pub quantized: Option<String>,
 }
 
 /// A tagging head's description and weights (keys without the `head.` prefix).
@@ -82,6 +85,7 @@ impl Checkpoint {
             skipped,
             mask_embedding,
             head: None,
+            quantized: None,
         })
     }
 }
@@ -263,6 +267,34 @@ pub(crate) fn one_line(e: MertError) -> MertError {
     }
 }
 
+/// A model, config or model-card path must be a regular file (not `/dev/zero`, a FIFO or a
+/// folder), so that its size is known before it is read.
+fn regular_file(path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).map_err(|e| MertError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(MertError::format(
+            path,
+            "not a regular file (a device, pipe or folder); expected a model file",
+        ));
+    }
+    Ok(meta.len())
+}
+
+/// A small text file (config.json), at most `limit` bytes.
+fn read_text(path: &Path, limit: u64) -> Result<String> {
+    let len = regular_file(path)?;
+    if len > limit {
+        return Err(MertError::format(
+            path,
+            format!("{len} bytes; a config file is expected to be at most {limit} bytes"),
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| MertError::io(path, e))
+}
+
+/// Largest `config.json` read (an official one is about 2 kB).
+const CONFIG_MAX_BYTES: u64 = 1 << 20;
+
 fn load_any(path: &Path) -> Result<Checkpoint> {
     if path.is_dir() {
         return load_hf_folder(path, None);
@@ -273,6 +305,7 @@ fn load_any(path: &Path) -> Result<Checkpoint> {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
         ));
     }
+    regular_file(path)?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     match ext {
         "safetensors" => {
@@ -319,13 +352,6 @@ fn weights_beside_config(path: &Path, missing: &str) -> Result<Checkpoint> {
 /// `pytorch_model.bin`, or the explicitly given weights file.
 fn load_hf_folder(folder: &Path, weights: Option<PathBuf>) -> Result<Checkpoint> {
     let config_path = folder.join("config.json");
-    let text = std::fs::read_to_string(&config_path).map_err(|e| MertError::io(&config_path, e))?;
-    let config = MertConfig::from_json(&text).map_err(|e| match e {
-        MertError::Config { field, message } => {
-            MertError::format(&config_path, format!("field `{field}`: {message}"))
-        }
-        other => other,
-    })?;
     let weights = match weights {
         Some(w) => w,
         None => ["model.safetensors", "pytorch_model.bin"]
@@ -341,19 +367,42 @@ fn load_hf_folder(folder: &Path, weights: Option<PathBuf>) -> Result<Checkpoint>
     };
     let tensors = if weights.extension().is_some_and(|e| e == "safetensors") {
         let bytes = std::fs::read(&weights).map_err(|e| MertError::io(&weights, e))?;
+        // A kit file placed in a folder (`mert quantize DIR --out DIR/model.safetensors`)
+        // loads as the kit file it is: its own config and quantization win.
+        if let Some(file) = kit::read(&bytes, &weights)? {
+            drop(bytes);
+            return kit::from_parts(file, &weights);
+        }
         tensors::read_safetensors(&bytes, &weights.display().to_string())?.0
     } else {
         tensors::read_pytorch(&weights)?
     };
+    let text = read_text(&config_path, CONFIG_MAX_BYTES)?;
+    let config = MertConfig::from_json(&text).map_err(|e| match e {
+        MertError::Config { field, message } => {
+            MertError::format(&config_path, format!("field `{field}`: {message}"))
+        }
+        other => other,
+    })?;
     let mut checkpoint = Checkpoint::from_reference(config, tensors)?;
     checkpoint.license = model_card_license(folder);
     checkpoint.source = weights.display().to_string();
     Ok(checkpoint)
 }
 
-/// The `license:` line of a Hugging Face model card's front matter (README.md), if any.
+/// The `license:` line of a Hugging Face model card's front matter (README.md), if any; only
+/// the card's first 64 kB are read (the front matter opens it).
 fn model_card_license(folder: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(folder.join("README.md")).ok()?;
+    use std::io::Read;
+    let card = folder.join("README.md");
+    regular_file(&card).ok()?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(&card)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let text = String::from_utf8_lossy(&bytes);
     let front = text.strip_prefix("---")?.split("\n---").next()?;
     front.lines().find_map(|line| {
         line.trim()

@@ -153,19 +153,28 @@ fn invalid_entry(bytes: &[u8]) -> Option<(String, String)> {
         let offsets: Option<Vec<u64>> = info["data_offsets"]
             .as_array()
             .and_then(|o| o.iter().map(|d| d.as_u64()).collect());
-        let (Some(shape), Some(offsets)) = (shape, offsets) else {
+        let Some(shape) = shape else {
             return Some((
                 key.clone(),
-                "expected a `shape` and two `data_offsets`".into(),
+                format!(
+                    "`shape` is {}; expected a list of non-negative integers",
+                    info["shape"]
+                ),
             ));
         };
-        let (&[start, stop], Some(count)) = (
-            offsets.as_slice(),
-            shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)),
-        ) else {
+        let Some(&[start, stop]) = offsets.as_deref() else {
             return Some((
                 key.clone(),
-                "expected a `shape` and two `data_offsets`".into(),
+                format!(
+                    "`data_offsets` is {}; expected two non-negative integers",
+                    info["data_offsets"]
+                ),
+            ));
+        };
+        let Some(count) = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)) else {
+            return Some((
+                key.clone(),
+                format!("shape {shape:?} holds more elements than can be addressed"),
             ));
         };
         let want = count.checked_mul(size).map(|b| b.div_ceil(8));

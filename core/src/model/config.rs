@@ -70,6 +70,9 @@ pub struct MertConfig {
     pub conv_pos_batch_norm: bool,
 }
 
+/// Widest conv kernel a config may ask for (MERT's widest is 10).
+pub const MAX_CONV_KERNEL: usize = 1024;
+
 impl Default for MertConfig {
     fn default() -> Self {
         Self::mert_v1_95m()
@@ -180,9 +183,8 @@ impl MertConfig {
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             MertError::config("config.json", format!("invalid JSON or field type: {e}"))
         })?;
-        let mut config: Self = serde_json::from_value(value.clone()).map_err(|e| {
-            MertError::config("config.json", format!("invalid JSON or field type: {e}"))
-        })?;
+        let mut config: Self =
+            serde_json::from_value(value.clone()).map_err(|e| Self::name_field(&value, e))?;
         // HuBERT-style configs (MERT-v0, `model_type: hubert`) carry no sample rate: they
         // run at 16 kHz, not at the 24 kHz default taken from MERT-v1.
         if config.model_type == "hubert" && value.get("sample_rate").is_none() {
@@ -190,6 +192,30 @@ impl MertConfig {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// serde's error names the type it wanted, not the field: find the field whose value
+    /// alone fails on top of the defaults.
+    fn name_field(value: &serde_json::Value, e: serde_json::Error) -> MertError {
+        let fallback = || MertError::config("config.json", format!("invalid field type: {e}"));
+        let (Some(fields), Ok(serde_json::Value::Object(base))) =
+            (value.as_object(), serde_json::to_value(Self::default()))
+        else {
+            return fallback();
+        };
+        for (key, v) in fields {
+            if !base.contains_key(key) {
+                continue;
+            }
+            let mut one = base.clone();
+            one.insert(key.clone(), v.clone());
+            if let Err(e) = serde_json::from_value::<Self>(serde_json::Value::Object(one)) {
+                let why = e.to_string();
+                let why = why.split(" at line").next().unwrap_or(&why).to_string();
+                return MertError::config(key, why);
+            }
+        }
+        fallback()
     }
 
     /// Check that the model can be built, naming the first offending field.
@@ -282,6 +308,14 @@ impl MertConfig {
             if list.contains(&0) {
                 return err(field, "entries must be positive".into());
             }
+        }
+        // MERT's kernels are 10, 3 and 2 samples/frames wide; a conv is run as products over
+        // kernel-wide windows, which a kernel of 10^5 would make terabytes.
+        if let Some(k) = self.conv_kernel.iter().find(|&&k| k > MAX_CONV_KERNEL) {
+            return err(
+                "conv_kernel",
+                format!("{k} is wider than {MAX_CONV_KERNEL}, the widest kernel supported"),
+            );
         }
         // The conv stack's hop and receptive field must be sane sizes (window planning and
         // frame counts multiply them): at most 2^24 samples, computed without overflow.

@@ -19,12 +19,17 @@ use super::activation::erf_approx;
 /// Output frames per parallel task.
 const FRAMES: usize = 256;
 
+/// Widest first kernel whose GroupNorm statistics come from the audio's window moments.
+const MOMENT_KERNEL_MAX: usize = 64;
+
 /// Per-channel `x · scale + shift` of the GroupNorm over all of the conv's outputs on
 /// `audio` (one clip's samples); `None` if the conv does not fit (more than one input channel).
 pub fn norm_affine(conv: &Conv1d, norm: &GroupNorm, audio: &[f32]) -> Option<(Vec<f32>, Vec<f32>)> {
     let [c_out, c_in, k] = conv.weight.dims();
     let s = conv.stride;
-    if c_in != 1 || audio.len() < k {
+    // The moments cost k² per window: for MERT's k = 10 that is cheap, for a wide first
+    // kernel the plain conv is faster.
+    if c_in != 1 || audio.len() < k || k > MOMENT_KERNEL_MAX {
         return None;
     }
     let windows = (audio.len() - k) / s + 1;

@@ -83,6 +83,22 @@ impl HeadConfig {
         if self.tags.is_empty() {
             return bad("tags", "expected at least one tag".into());
         }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(t) = self.tags.iter().find(|t| !seen.insert(t.as_str())) {
+            return bad(
+                "tags",
+                format!("`{t}` appears twice; tag names must be unique"),
+            );
+        }
+        if !(self.window_seconds.is_finite() && self.window_seconds >= 0.0) {
+            return bad(
+                "window_seconds",
+                format!(
+                    "{}: expected a non-negative number of seconds (0 = whole clip)",
+                    self.window_seconds
+                ),
+            );
+        }
         if self.pooling != "mean" {
             return bad(
                 "pooling",

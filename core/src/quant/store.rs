@@ -286,8 +286,12 @@ fn dequantize(
             source,
             &s_key,
             format!(
-                "expected shape {s_shape:?} (blocks of {} along {row_len} values per output channel), found {:?}",
-                layout.block,
+                "expected shape {s_shape:?} ({} along {row_len} values per output channel), found {:?}",
+                if layout.block >= super::PER_CHANNEL {
+                    "one scale".to_string()
+                } else {
+                    format!("blocks of {}", layout.block)
+                },
                 s.shape()
             ),
         ));

@@ -9,6 +9,7 @@
  * Checks: one-shot and streamed embeddings against `mert embed` (max |a-b| / max |b| <= 1e-5),
  * models loaded from a path, from bytes and quantized q8; tags against `mert tag`; and bad
  * input of every kind through the ABI: each returns its error code and a one-line message. */
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -331,6 +332,51 @@ static void bad_inputs(const MertModel *tiny, const char *kit_file, const float 
     mert_tags_free(NULL);
     mert_session_free(NULL);
     mert_model_free(NULL);
+
+    /* messages name the call once */
+    CHECK(mert_session_new(tiny, 44100, 2, &s) == MERT_STATUS_OK, "session_new: %s", mert_last_error());
+    CHECK(mert_session_finish(s) != MERT_STATUS_OK, "finish an empty stream");
+    expect_error("finish after a failed finish", mert_session_finish(s), MERT_STATUS_STATE, "mert_session_finish");
+    CHECK(strstr(mert_last_error(), "session finish") == NULL, "no repeated prefix: %s", mert_last_error());
+    mert_session_free(s);
+
+    /* loud float samples (full-scale FLT_MAX, stereo, resampled) are audio, not an error, and
+       a session takes a chunk of them and goes on */
+    float *loud = malloc(frames * 2 * sizeof(float));
+    for (size_t i = 0; i < frames * 2; i++) loud[i] = (i / 2) % 2 ? FLT_MAX : -FLT_MAX;
+    CHECK(mert_embed(tiny, loud, frames, 44100, 2, &e) == MERT_STATUS_OK, "loud pcm: %s", mert_last_error());
+    for (size_t i = 0; e && i < mert_embedding_frames(e) * mert_embedding_dim(e); i++) {
+        if (!isfinite(mert_embedding_data(e)[i])) {
+            CHECK(0, "loud pcm gives finite features");
+            break;
+        }
+    }
+    mert_embedding_free(e);
+    e = NULL;
+    CHECK(mert_session_new(tiny, 44100, 2, &s) == MERT_STATUS_OK, "session_new: %s", mert_last_error());
+    CHECK(mert_session_push(s, loud, frames / 4) == MERT_STATUS_OK, "push loud: %s", mert_last_error());
+    CHECK(mert_session_push(s, pcm, frames) == MERT_STATUS_OK, "push after loud: %s", mert_last_error());
+    CHECK(mert_session_finish(s) == MERT_STATUS_OK, "finish after loud: %s", mert_last_error());
+    mert_session_free(s);
+    free(loud);
+
+    /* a path that is not UTF-8 still names a file (Unix paths are bytes) */
+    const char *slash = strrchr(kit_file, '/');
+    size_t dir_len = slash ? (size_t)(slash - kit_file) + 1 : 0;
+    char *odd = malloc(dir_len + 32);
+    memcpy(odd, kit_file, dir_len);
+    strcpy(odd + dir_len, "model-\xff.safetensors");
+    size_t kit_len = 0;
+    unsigned char *kit_bytes = read_file(kit_file, &kit_len);
+    FILE *f = fopen(odd, "wb");
+    CHECK(f && fwrite(kit_bytes, 1, kit_len, f) == kit_len, "write %s", odd);
+    if (f) fclose(f);
+    free(kit_bytes);
+    MertModel *m2 = NULL;
+    CHECK(mert_model_load(odd, &m2) == MERT_STATUS_OK, "non-UTF-8 path: %s", mert_last_error());
+    mert_model_free(m2);
+    remove(odd);
+    free(odd);
 
     /* a good call clears the message */
     CHECK(mert_embed(tiny, pcm, frames, 44100, 2, &e) == MERT_STATUS_OK, "embed after errors");

@@ -162,6 +162,8 @@ fun main(args: Array<String>) {
     expect<MertException.InvalidArgument>("not whole frames") { tiny.embed(pcm.data.dropLast(1), pcm.rate, 2u) }
     expect<MertException.Audio>("too short") { tiny.embed(pcm.data.take(20), pcm.rate, pcm.channels) }
     expect<MertException.Audio>("missing audio file") { tiny.embedFile("/nonexistent/a.wav") }
+    expect<MertException.InvalidArgument>("empty model path") { Model.fromPath("") }
+    expect<MertException.InvalidArgument>("empty audio path") { tiny.embedFile("") }
     expect<MertException.State>("tag without a head") { tiny.tag(pcm.data, pcm.rate, pcm.channels) }
     Session(tiny, pcm.rate, pcm.channels).use { s ->
         expect<MertException.Audio>("session push NaN") { s.push(nanPcm) }

@@ -139,6 +139,8 @@ def main():
     expect("not whole frames", MertError.InvalidArgument, lambda: tiny.embed(pcm[:-1], rate, 2))
     expect("too short", MertError.Audio, lambda: tiny.embed(pcm[:20], rate, ch))
     expect("missing audio file", MertError.Audio, lambda: tiny.embed_file("/nonexistent/a.wav"))
+    expect("empty model path", MertError.InvalidArgument, lambda: Model.from_path(""))
+    expect("empty audio path", MertError.InvalidArgument, lambda: tiny.embed_file(""))
     expect("tag without a head", MertError.State, lambda: tiny.tag(pcm, rate, ch))
     s = Session(tiny, rate, ch)
     expect("session push NaN", MertError.Audio, lambda: s.push(nan_pcm))

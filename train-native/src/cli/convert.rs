@@ -34,6 +34,12 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     }
     output_folder(&args.out)?;
     let mut checkpoint = mert_core::load_path(&args.src)?;
+    if let Some(scheme) = &checkpoint.quantized {
+        bail!(
+            "{}: a {scheme} kit file; convert reads reference checkpoints and f32 kit files (its rounding would be written as f32 weights)",
+            args.src.display()
+        );
+    }
     if let Some(license) = args.license {
         if license.trim().is_empty() {
             bail!("--license: expected a licence name, e.g. CC-BY-NC-4.0");

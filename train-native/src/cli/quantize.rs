@@ -109,6 +109,13 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         layout = layout.with_block(block);
     }
     let checkpoint = mert_core::load_path(&args.model)?;
+    // (a folder holding a quantized kit file, which the header check above does not open)
+    if let Some(scheme) = &checkpoint.quantized {
+        bail!(
+            "{}: already {scheme}; quantize the f32 model (each pass would add its rounding)",
+            args.model.display()
+        );
+    }
     let input = input_size(&args.model, &checkpoint.source);
     let bytes = kit::to_bytes_quantized(&checkpoint, layout)?;
     let values: usize = checkpoint
