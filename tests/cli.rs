@@ -762,3 +762,23 @@ fn fairseq_checkpoint_converts_like_its_hugging_face_folder() {
         std::fs::read(s("hf.npy")).unwrap()
     );
 }
+
+/// Opus files (Ogg, WebM) tag like any other audio.
+#[test]
+fn opus_files_tag() {
+    for name in [
+        "opus_48000_stereo.opus",
+        "opus_48000_stereo.webm",
+        "opus_22050_6ch.opus",
+    ] {
+        let path = fixture("audio").join(name);
+        let out = ok(&["tag", path.to_str().unwrap(), "--json", "--top", "100"]);
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let tags = json["tags"].as_array().unwrap();
+        assert_eq!(tags.len(), 15, "{name}");
+        assert!(
+            tags.iter()
+                .all(|t| t["p"].as_f64().is_some_and(|p| (0.0..=1.0).contains(&p)))
+        );
+    }
+}

@@ -18,7 +18,6 @@ pub const CASES: &[(&str, &str, &str)] = &[
     ("embed: random MP3", "embed {fx}/audio/bad_random_bytes.mp3 --model {m} --out {c}/o.npy", "bad_random_bytes.mp3"),
     ("embed: truncated in the header", "embed {w}/truncated.wav --model {m} --out {c}/o.npy", "truncated.wav"),
     ("embed: header-only WAV", "embed {w}/header_only.wav --model {m} --out {c}/o.npy", "header_only.wav"),
-    ("embed: Opus", "embed {fx}/audio/opus_48000_stereo.opus --model {m} --out {c}/o.npy", "opus_48000_stereo.opus|Opus"),
     ("embed: MPEG codec in a WAV", "embed {w}/mpeg_in_wav.wav --model {m} --out {c}/o.npy", "mpeg_in_wav.wav"),
     ("embed: NaN samples", "embed {w}/nan.wav --model {m} --out {c}/o.npy", "nan.wav|NaN"),
     ("embed: infinite samples", "embed {w}/inf.wav --model {m} --out {c}/o.npy", "inf.wav|infinite"),

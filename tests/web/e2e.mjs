@@ -5,7 +5,7 @@
 // without ?backend the page picks WebGPU exactly when the browser has it, the model comes from
 // the Cache API on a second visit, a corrupt file is a one-line error, and a user's own model
 // file (MERT_WEB_OWN_MODEL, its native tags in MERT_WEB_OWN_NATIVE) tags like natively, and
-// Cancel stops a run, and WebM/Opus (which symphonia lacks) is decoded by the browser; several
+// Cancel stops a run, and a browser-recorded WebM/Opus file is tagged; several
 // files are tagged in turn, each with its results; the waveform seeks the player (click and
 // keyboard); and with MERT_WEB_DIST, the page served from a server of its own tags again after
 // that server is shut and the browser is offline (the service worker).
@@ -251,8 +251,8 @@ async function runBackend(backend) {
       state = await waitState(page, ['done', 'error'], 600_000);
       if (state !== 'done') fail(`after an error: page state ${state}: ${await errorText(page)}`);
       console.log(`web-test: wasm: ok: cached model on reload; corrupt file -> "${message}"; tagging works again`);
-      // WebM/Opus (recorded by the browser itself): the kit's decoder lacks Opus, the
-      // browser decodes it and the kit resamples and tags.
+      // WebM/Opus recorded by the browser itself: decoded by the kit (or, where its Matroska
+      // reader refuses the recorder's file, by the browser) and tagged.
       const webm = await page.evaluate(async () => {
         const ctx = new AudioContext({ sampleRate: 48000 });
         await ctx.resume();
@@ -276,7 +276,7 @@ async function runBackend(backend) {
       if (state !== 'done') fail(`webm/opus: page state ${state}: ${await errorText(page)}`);
       const opusTags = await page.$$eval('[data-testid=tags] [data-tag]', (els) => els.length);
       if (opusTags !== native.length) fail(`webm/opus: ${opusTags} tags`);
-      console.log(`web-test: wasm: ok: WebM/Opus (${webm.length} bytes) decoded by the browser and tagged`);
+      console.log(`web-test: wasm: ok: WebM/Opus (${webm.length} bytes) decoded and tagged`);
 
       const d = await multipleFiles(page, fs.readFileSync(audio));
       console.log(`web-test: wasm: ok: two files tagged in turn, each listed with its results (max |dp| vs native ${d.toExponential(2)})`);

@@ -155,7 +155,7 @@ impl Tagger {
             .await
     }
 
-    /// Tag audio the browser decoded (formats symphonia lacks, such as Opus): interleaved
+    /// Tag audio the browser decoded (files the kit's readers refuse): interleaved
     /// samples of `channels` channels at `sample_rate`, downmixed and resampled as a decoded
     /// file is.
     pub async fn tag_pcm(

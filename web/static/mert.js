@@ -12,7 +12,7 @@
 
 const UNDECODABLE = /unsupported|unrecognised|not supported|no audio track/;
 
-/** Decode with the browser, at 48 kHz: Opus's own rate, so Opus is not resampled here. */
+/** Decode with the browser, at 48 kHz (Opus's own rate, so Opus is not resampled here). */
 async function browserDecode(bytes) {
   const audio = await new OfflineAudioContext(1, 1, 48000).decodeAudioData(bytes);
   const channels = audio.numberOfChannels;
@@ -122,7 +122,7 @@ export class MertTagger {
     try {
       return await this._call('tag', { bytes, name, timeline }, [bytes]);
     } catch (err) {
-      // Formats the kit's decoder lacks (Opus, WebM): the browser decodes, the kit does the rest.
+      // A file the kit's readers refuse: the browser decodes, the kit does the rest.
       if (!copy || !UNDECODABLE.test(err.message)) throw err;
       const pcm = await browserDecode(copy).catch(() => null);
       if (!pcm) throw err;

@@ -240,11 +240,17 @@ pub fn decode_bytes(bytes: Vec<u8>, extension: Option<&str>, name: &str) -> Resu
     AudioStream::from_source(Box::new(Cursor::new(bytes)), extension, name)?.collect()
 }
 
+/// symphonia's decoder for the track's codec, or the kit's for Opus (which symphonia lacks).
+enum Decoder {
+    Symphonia(Box<dyn symphonia::core::codecs::audio::AudioDecoder>),
+    Opus(super::opus::OpusStream),
+}
+
 /// A decoder that hands out mono audio one packet at a time, so long files never sit in memory.
 pub struct AudioStream {
     name: String,
     format: Box<dyn symphonia::core::formats::FormatReader>,
-    decoder: Box<dyn symphonia::core::codecs::audio::AudioDecoder>,
+    decoder: Decoder,
     track_id: u32,
     sample_rate: u32,
     channels: usize,
@@ -321,19 +327,20 @@ impl AudioStream {
         let stated_frames = track
             .num_frames
             .filter(|&n| n > 0 && exact && !placeholder_length);
-        let decoder = symphonia::default::get_codecs()
-            .make_audio_decoder(&params, &AudioDecoderOptions::default())
-            .map_err(|e| {
-                if params.codec == symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS {
-                    fail(
-                        "Opus audio is not supported; convert it to FLAC, WAV or Ogg Vorbis".into(),
-                    )
-                } else {
-                    fail(format!("unsupported codec ({e})"))
-                }
-            })?;
-        // 0: not stated (the packets will say); anything else is checked now.
+        let decoder = if params.codec == symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS {
+            let head = params.extra_data.as_deref().unwrap_or_default();
+            Decoder::Opus(super::opus::OpusStream::new(head).map_err(fail)?)
+        } else {
+            Decoder::Symphonia(
+                symphonia::default::get_codecs()
+                    .make_audio_decoder(&params, &AudioDecoderOptions::default())
+                    .map_err(|e| fail(format!("unsupported codec ({e})")))?,
+            )
+        };
+        // 0: not stated (the packets will say); anything else is checked now. Opus always
+        // decodes at 48 kHz, whatever rate a container records (Matroska: the input's).
         let sample_rate = match params.sample_rate.unwrap_or(0) {
+            _ if matches!(decoder, Decoder::Opus(_)) => 48_000,
             0 => 0,
             rate => check_rate(rate, name)?,
         };
@@ -392,16 +399,33 @@ impl AudioStream {
             if packet.track_id != self.track_id {
                 continue;
             }
-            let buf = match self.decoder.decode(&packet) {
-                Ok(buf) => buf,
-                Err(SymError::DecodeError(_)) => {
-                    self.bad_packets += 1;
-                    continue;
+            let (rate, channels) = match &mut self.decoder {
+                Decoder::Symphonia(decoder) => {
+                    let buf = match decoder.decode(&packet) {
+                        Ok(buf) => buf,
+                        Err(SymError::DecodeError(_)) => {
+                            self.bad_packets += 1;
+                            continue;
+                        }
+                        Err(e) => return Err(fail(format!("decoding failed ({e})"))),
+                    };
+                    let spec = buf.spec();
+                    self.interleaved.resize(buf.samples_interleaved(), 0.0);
+                    buf.copy_to_slice_interleaved(&mut self.interleaved);
+                    (spec.rate(), spec.channels().count())
                 }
-                Err(e) => return Err(fail(format!("decoding failed ({e})"))),
+                Decoder::Opus(opus) => {
+                    let channels = opus.channels();
+                    let trims = (packet.trim_start.get(), packet.trim_end.get());
+                    let Some(samples) = opus.decode(&packet.data, trims.0, trims.1) else {
+                        self.bad_packets += 1;
+                        continue;
+                    };
+                    self.interleaved.clear();
+                    self.interleaved.extend_from_slice(samples);
+                    (48_000, channels)
+                }
             };
-            let spec = buf.spec();
-            let (rate, channels) = (spec.rate(), spec.channels().count());
             if channels == 0 || rate == 0 {
                 return Err(fail(
                     "a decoded packet states no channels or no sample rate".into(),
@@ -416,9 +440,7 @@ impl AudioStream {
             }
             self.sample_rate = rate;
             self.channels = channels;
-            self.decoded_frames += (buf.samples_interleaved() / channels) as u64;
-            self.interleaved.resize(buf.samples_interleaved(), 0.0);
-            buf.copy_to_slice_interleaved(&mut self.interleaved);
+            self.decoded_frames += (self.interleaved.len() / channels) as u64;
             let mono = self
                 .interleaved
                 .chunks_exact(channels)

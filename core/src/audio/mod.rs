@@ -3,6 +3,7 @@
 
 pub mod decode;
 pub mod normalize;
+mod opus;
 pub mod resample;
 
 pub use decode::{AudioStream, MonoAudio, decode_bytes, decode_file};
