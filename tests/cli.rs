@@ -782,3 +782,31 @@ fn opus_files_tag() {
         );
     }
 }
+
+/// Temp files that killed runs left in an output folder (their process gone) are removed by
+/// the next run writing there; a live process's temp file is left alone.
+#[test]
+fn stale_temp_files_of_killed_runs_are_swept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stale = tmp.path().join(".x.npy.999999999.tmp");
+    let live = tmp
+        .path()
+        .join(format!(".y.npy.{}.tmp", std::process::id()));
+    let other = tmp.path().join(".notes.tmp");
+    for f in [&stale, &live, &other] {
+        std::fs::write(f, b"partial").unwrap();
+    }
+    let wav = fixture("mert_tiny/input0.wav");
+    let out = tmp.path().join("o.npy");
+    ok(&[
+        "embed",
+        wav.to_str().unwrap(),
+        "--model",
+        fixture("mert_tiny").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(out.exists());
+    assert!(!stale.exists(), "the dead run's temp file stays");
+    assert!(live.exists() && other.exists());
+}

@@ -28,6 +28,7 @@ pub fn output_folder(path: &Path) -> Result<&Path> {
 /// A temp file name in `path`'s folder (which must exist), unique to this process.
 fn temp_beside(path: &Path) -> Result<std::path::PathBuf> {
     let dir = output_folder(path)?;
+    sweep_stale_temps(dir);
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -35,7 +36,42 @@ fn temp_beside(path: &Path) -> Result<std::path::PathBuf> {
     Ok(dir.join(format!(".{name}.{}.tmp", std::process::id())))
 }
 
-/// Write `bytes` to `path` atomically.
+/// Remove the temp files (`.NAME.PID.tmp`) that runs killed before they finished left in
+/// `dir`: those whose process is gone. Once per folder and process; only where `/proc` tells
+/// which processes live (elsewhere they stay, as harmless hidden files).
+fn sweep_stale_temps(dir: &Path) {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static SWEPT: OnceLock<Mutex<HashSet<std::path::PathBuf>>> = OnceLock::new();
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let swept = SWEPT.get_or_init(Default::default);
+    if !swept.lock().is_ok_and(|mut s| s.insert(dir.to_path_buf())) {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.starts_with('.'))
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| n.rsplit_once('.'))
+            .map(|(_, pid)| pid)
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if pid != std::process::id().to_string() && !proc.join(pid).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Write `checkpoint` as an f32 kit model file at `out`; with `json`, print on stdout what was
 /// written (output, bytes, source, licence as recorded) and the fields of `extra`.
 pub fn write_kit_model(
@@ -61,6 +97,7 @@ pub fn write_kit_model(
     Ok(())
 }
 
+/// Write `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_beside(path)?;
     let result = (|| -> std::io::Result<()> {

@@ -37,6 +37,21 @@ pub fn files_bar(quiet: bool, files: usize) -> Option<ProgressBar> {
     Some(bar)
 }
 
+/// A spinner naming the stage a one-file job is in (for work with no frame count to show),
+/// or nothing when progress is off.
+pub fn stages(quiet: bool, label: &str) -> Option<ProgressBar> {
+    if quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    let style =
+        ProgressStyle::with_template(&format!("{{spinner}} {label}: {{msg}} ({{elapsed}})"))
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(bar)
+}
+
 /// A bar over a training run's steps, or nothing when progress is off.
 pub fn steps_bar(quiet: bool) -> Option<ProgressBar> {
     counting(quiet, "steps")

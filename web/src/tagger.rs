@@ -213,13 +213,9 @@ impl Tagger {
         let windows = run.windows();
         let seconds = total as f64 / self.model.sample_rate as f64;
         progress(Progress::Decoded { seconds, windows });
-        // Segments on the frame grid, as `mert tag --timeline` cuts them.
+        // Segments as `mert tag --timeline` cuts them.
         let frame_rate = self.model.frame_rate();
-        let segment_frames = match timeline {
-            0.0 => 0,
-            s => ((s * frame_rate).round() as usize).max(1),
-        };
-        let mut sink = SegmentMeans::new(segment_frames);
+        let mut sink = SegmentMeans::seconds(timeline, frame_rate);
         let mut wave = WaveformSink::new(total, self.model.sample_rate);
         let mut tapped = || {
             let chunk = source()?;

@@ -99,14 +99,20 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
 }
 
 /// Inputs whose outputs would share a name (`a.wav` and `a.mp3` in one folder) keep their
-/// audio extension in it (`a.wav.npy`, `a.mp3.npy`); inputs that still collide (`x/a.wav` and
-/// `y/a.wav` given as files) are an error rather than one output silently replacing another.
+/// audio extension in it (`a.wav.npy`, `a.mp3.npy`); files given by name that still collide
+/// (`in/x.wav` and `in/c/x.wav`) are told apart by their folders below the deepest folder
+/// they share (`x`, `c/x`). What collides even so is an error rather than one output
+/// silently replacing another.
 fn distinct_outputs(files: &mut [Input]) -> Result<()> {
     use std::collections::HashMap;
-    let mut count: HashMap<PathBuf, usize> = HashMap::new();
-    for f in files.iter() {
-        *count.entry(f.relative.clone()).or_default() += 1;
-    }
+    let counts = |files: &[Input]| {
+        let mut count: HashMap<PathBuf, usize> = HashMap::new();
+        for f in files {
+            *count.entry(f.relative.clone()).or_default() += 1;
+        }
+        count
+    };
+    let count = counts(files);
     for f in files.iter_mut() {
         if count[&f.relative] > 1
             && let Some(name) = f.path.file_name()
@@ -114,11 +120,42 @@ fn distinct_outputs(files: &mut [Input]) -> Result<()> {
             f.relative = f.relative.with_file_name(name);
         }
     }
+    let count = counts(files);
+    // a file given by name maps to its bare file name (no folder part)
+    let given = |f: &Input| f.relative.parent() == Some(Path::new("")) && f.path != Path::new("-");
+    let folders: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| count[&f.relative] > 1 && given(f))
+        .filter_map(|f| {
+            std::fs::canonicalize(&f.path)
+                .ok()?
+                .parent()
+                .map(Path::to_path_buf)
+        })
+        .collect();
+    if let Some(first) = folders.first() {
+        let common = folders.iter().fold(first.clone(), |acc, d| {
+            acc.components()
+                .zip(d.components())
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| a)
+                .collect()
+        });
+        for f in files.iter_mut() {
+            if count[&f.relative] > 1
+                && given(f)
+                && let Ok(real) = std::fs::canonicalize(&f.path)
+                && let Some(below) = real.parent().and_then(|d| d.strip_prefix(&common).ok())
+            {
+                f.relative = below.join(&f.relative);
+            }
+        }
+    }
     let mut seen: HashMap<&Path, &Path> = HashMap::new();
     for f in files.iter() {
         if let Some(other) = seen.insert(&f.relative, &f.path) {
             bail!(
-                "{} and {}: both would write the output named {}; give them in separate runs",
+                "{} and {}: both would be written to the same output ({} in the output folder); give them in separate runs",
                 other.display(),
                 f.path.display(),
                 f.relative.display()
@@ -227,14 +264,31 @@ mod tests {
     }
 
     #[test]
-    fn same_name_files_from_two_folders_are_refused() {
+    fn same_name_files_from_two_folders_are_told_apart_by_folder() {
         let dir = scratch("clash");
-        for d in ["x", "y"] {
+        for d in ["x", "y", "x/c"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
             std::fs::write(dir.join(d).join("a.wav"), b"").unwrap();
         }
-        let err = collect_inputs(&[dir.join("x/a.wav"), dir.join("y/a.wav")]).unwrap_err();
-        assert!(err.to_string().contains("separate runs"), "{err}");
+        std::fs::write(dir.join("y/b.wav"), b"").unwrap();
+        let rel = |inputs: Vec<Input>| -> Vec<String> {
+            inputs
+                .iter()
+                .map(|i| i.relative.display().to_string())
+                .collect()
+        };
+        let got = collect_inputs(&[
+            dir.join("x/a.wav"),
+            dir.join("y/a.wav"),
+            dir.join("y/b.wav"),
+        ]);
+        assert_eq!(rel(got.unwrap()), ["x/a.wav", "y/a.wav", "b"]);
+        let got = collect_inputs(&[dir.join("x/a.wav"), dir.join("x/c/a.wav")]);
+        assert_eq!(rel(got.unwrap()), ["a.wav", "c/a.wav"]);
+        // a named file against a folder's file of the same name: distinct outputs too
+        let got = rel(collect_inputs(&[dir.join("x"), dir.join("y/a.wav")]).unwrap());
+        let unique: std::collections::HashSet<&String> = got.iter().collect();
+        assert_eq!(unique.len(), 3, "{got:?}");
         // the same file twice is one input
         assert_eq!(
             collect_inputs(&[dir.join("x/a.wav"), dir.join("x/a.wav")])

@@ -104,7 +104,20 @@ pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
         if !single && out.exists() {
             continue;
         }
+        // one file: a spinner naming the stage (several: the files bar above)
+        let stage = match progress {
+            None if inputs.len() == 1 => {
+                crate::progress::stages(quiet, &input.path.display().to_string())
+            }
+            _ => None,
+        };
+        let at = |what: &str| {
+            if let Some(s) = &stage {
+                s.set_message(what.to_string());
+            }
+        };
         let result = (|| -> Result<()> {
+            at("decoding");
             let audio = decode_file(&input.path)?;
             let samples = resample(&audio.samples, audio.sample_rate, config.sample_rate)?;
             // The model's frames for the same audio (MERT-v1's conv stack, which the CQT's
@@ -117,6 +130,7 @@ pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
                     config.sample_rate
                 );
             }
+            at("constant-Q transform");
             let mut mags = cqt.magnitudes(&samples, threads)?;
             let cqt_frames = config.frames_for(samples.len());
             // 1 + L / 320 >= floor((L - 400) / 320) + 1: keep the model's frames.
@@ -132,6 +146,7 @@ pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
             let mut tensors = vec![("cqt", &cqt_shape[..], ArrayData::F32(&mags))];
             let codes = match &codec {
                 Some((codec, codec_json, codec_source)) => {
+                    at("codec");
                     let mut codes = codec.encode(&samples)?;
                     metadata.insert("mert.codec".to_string(), codec_json.clone());
                     metadata.insert("mert.codec.source".to_string(), codec_source.clone());
@@ -147,9 +162,13 @@ pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
                 tensors.push(("codes", &shape[..], ArrayData::I64(&codes.data)));
             }
             let bytes = safetensors_multi_bytes(&tensors, metadata)?;
+            at("writing");
             write_atomic(&out, &bytes)
         })()
         .with_context(|| input.path.display().to_string());
+        if let Some(s) = stage {
+            s.finish_and_clear();
+        }
         match result {
             Ok(()) => written.push(out.display().to_string()),
             Err(e) if !single => {

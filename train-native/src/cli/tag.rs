@@ -15,6 +15,7 @@ use super::inputs::collect_inputs;
 use crate::backend::Backend;
 use crate::probe::features::mert_pooled;
 use crate::probe::train::head_from;
+use crate::progress::WithProgress;
 
 /// The default tagger: a small MERT pretrained and probed by this kit on open data
 /// (models/default/MODEL_CARD.md; rebuilt by scripts/train-default).
@@ -131,9 +132,6 @@ pub fn run(args: TagArgs, quiet: bool) -> Result<()> {
             (1e4 / frame_rate).ceil() / 1e4
         );
     }
-    let segment_frames = args
-        .timeline
-        .map_or(0, |s| (s * frame_rate).round() as usize);
     let mut failed = 0;
     let progress = crate::progress::files_bar(quiet, inputs.len());
     for input in &inputs {
@@ -141,14 +139,26 @@ pub fn run(args: TagArgs, quiet: bool) -> Result<()> {
             bar.inc(1);
         }
         let result = (|| -> Result<()> {
-            let mut sink = SegmentMeans::new(segment_frames);
+            let mut sink = SegmentMeans::seconds(args.timeline.unwrap_or(0.0), frame_rate);
+            // one file: a bar over its frames (several: the files bar above)
+            let frames_bar = match progress {
+                None if inputs.len() == 1 => {
+                    crate::progress::bar(quiet, &input.path.display().to_string())
+                }
+                _ => None,
+            };
+            let mut shown = WithProgress {
+                inner: &mut sink,
+                bar: frames_bar,
+            };
             mert_pooled(
                 &tagger.model,
                 &options,
                 &tagger.device,
                 &input.path,
-                &mut sink,
+                &mut shown,
             )?;
+            drop(shown); // (clears the bar)
             let probs = tagger.probabilities(sink.mean());
             let chosen = pick(
                 &tagger.config.tags,
@@ -236,8 +246,8 @@ fn print_result(
             print!(" {t:>width$}");
         }
         println!();
-        // enough decimals to tell the rows apart
-        let step = timeline.first().map_or(1.0, |(a, b, _)| b - a);
+        // enough decimals to tell the rows apart, the last (shorter) one included
+        let step = timeline.iter().map(|(a, b, _)| b - a).fold(1.0, f64::min);
         let digits = if step >= 0.5 {
             1
         } else if step >= 0.05 {

@@ -111,7 +111,7 @@ pub fn mert_pooled(
     options: &EmbedOptions,
     device: &Device,
     path: &Path,
-    sink: &mut SegmentMeans,
+    sink: &mut dyn mert_core::embed::FrameSink,
 ) -> Result<()> {
     let (mut source, total) = FileSource::open(path, model.sample_rate)?;
     let states: Vec<usize> = (0..model.encoder.layers.len() + 1).collect();
