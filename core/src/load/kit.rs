@@ -60,6 +60,7 @@ pub(crate) struct KitFile {
 /// `mert.config` metadata (not a kit file). The bytes can be dropped afterwards.
 pub(crate) fn read(bytes: &[u8], path: &Path) -> Result<Option<KitFile>> {
     let source = path.display().to_string();
+    super::tensors::unique_keys(bytes, &source)?;
     let invalid = |e| super::tensors::invalid_safetensors(bytes, &source, e);
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
     let metadata = header.metadata().clone().unwrap_or_default();

@@ -88,7 +88,24 @@ pub fn read_safetensors(
     safetensors_parts(bytes, source).map_err(super::one_line)
 }
 
+/// A header naming a tensor twice is refused: JSON readers keep one of the two silently.
+pub(crate) fn unique_keys(bytes: &[u8], source: &str) -> Result<()> {
+    let text = bytes
+        .get(..8)
+        .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
+        .and_then(|len| bytes.get(8..8usize.checked_add(len)?));
+    match text.and_then(repeated_key) {
+        Some(key) => Err(MertError::tensor(
+            source,
+            &key,
+            "appears twice in the header",
+        )),
+        None => Ok(()),
+    }
+}
+
 fn safetensors_parts(bytes: &[u8], source: &str) -> Result<(TensorMap, HashMap<String, String>)> {
+    unique_keys(bytes, source)?;
     let invalid = |e| invalid_safetensors(bytes, source, e);
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
     let metadata = header.metadata().clone().unwrap_or_default();
@@ -129,8 +146,8 @@ pub(crate) fn invalid_safetensors(
 fn invalid_entry(bytes: &[u8]) -> Option<(String, String)> {
     let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
     let end = 8usize.checked_add(usize::try_from(len).ok()?)?;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(bytes.get(8..end)?).ok()?;
+    let text = bytes.get(8..end)?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(text).ok()?;
     let data_len = (bytes.len() - end) as u64;
     let mut entries: Vec<_> = header
         .iter()
@@ -198,6 +215,35 @@ fn invalid_entry(bytes: &[u8]) -> Option<(String, String)> {
         }
     }
     None
+}
+
+/// The first top-level key a JSON object repeats (a JSON map keeps only the last).
+fn repeated_key(text: &[u8]) -> Option<String> {
+    struct Keys;
+    impl<'de> serde::de::Visitor<'de> for Keys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                if !seen.insert(key.clone()) {
+                    return Ok(Some(key));
+                }
+            }
+            Ok(None)
+        }
+    }
+    use serde::Deserializer;
+    serde_json::Deserializer::from_slice(text)
+        .deserialize_map(Keys)
+        .ok()
+        .flatten()
 }
 
 /// Bits per element of a safetensors dtype name.
@@ -316,5 +362,29 @@ pub(crate) fn first_disallowed_with(
             .values()
             .find_map(|v| first_disallowed_with(v, extra)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(header: &str) -> Vec<u8> {
+        let mut b = (header.len() as u64).to_le_bytes().to_vec();
+        b.extend(header.as_bytes());
+        b.extend([0u8; 8]);
+        b
+    }
+
+    #[test]
+    fn a_tensor_named_twice_is_refused() {
+        let one = r#""a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}"#;
+        let two = r#""a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}"#;
+        let err = read_safetensors(&file(&format!("{{{one},{two}}}")), "t.safetensors")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`a`") && err.contains("twice"), "{err}");
+        let ok = r#""b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}"#;
+        assert!(read_safetensors(&file(&format!("{{{one},{ok}}}")), "t").is_ok());
     }
 }
