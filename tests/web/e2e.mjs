@@ -110,6 +110,46 @@ async function multipleFiles(page, buffer) {
   return Math.max(first, second);
 }
 
+/** The same file picked twice in a row is tagged twice (the input is cleared after a pick). */
+async function sameFileTwice(page, audio) {
+  for (let i = 0; i < 2; i += 1) {
+    await page.evaluate(() => {
+      window.__runs = 0;
+      new MutationObserver(() => {
+        if (document.body.dataset.state === 'running') window.__runs += 1;
+      }).observe(document.body, { attributes: true, attributeFilter: ['data-state'] });
+    });
+    await page.setInputFiles('input[type=file]', audio);
+    const state = await waitState(page, ['done', 'error'], 600_000);
+    if (state !== 'done') fail(`same file, pick ${i + 1}: page state ${state}: ${await errorText(page)}`);
+    const runs = await page.evaluate(() => window.__runs);
+    if (runs < 1) fail(`same file, pick ${i + 1}: no run started`);
+  }
+}
+
+/** The module API's edges: a bad backend throws, a terminated tagger rejects, and a cancel
+ * right after tag() cancels that call. */
+async function moduleEdges(page, buffer) {
+  const result = await page.evaluate(async (bytes) => {
+    const { MertTagger } = await import('./mert.js');
+    const file = new File([new Uint8Array(bytes)], 'phrase.wav', { type: 'audio/wav' });
+    const out = {};
+    try { new MertTagger({ backend: 'foo' }); out.bad = 'accepted'; } catch (e) { out.bad = e.message; }
+    const t = await new MertTagger({ backend: 'wasm' }).ready;
+    const p = t.tag(file);
+    t.cancel();
+    out.cancelled = await p.then(() => 'resolved', (e) => e.message);
+    await t.ready;
+    t.terminate();
+    const late = t.tag(file).then(() => 'resolved', (e) => e.message);
+    out.terminated = await Promise.race([late, new Promise((r) => setTimeout(() => r('hung'), 10_000))]);
+    return out;
+  }, Array.from(buffer));
+  if (!result.bad.includes("backend 'foo'")) fail(`module: backend 'foo': ${result.bad}`);
+  if (result.cancelled !== 'cancelled') fail(`module: cancel right after tag: ${result.cancelled}`);
+  if (result.terminated !== 'terminated') fail(`module: tag after terminate: ${result.terminated}`);
+}
+
 /** The waveform: a click seeks the player to that time, and so do the arrow keys. */
 async function waveformSeeks(page) {
   if (!(await page.isVisible('[data-testid=waveform]'))) fail('no waveform');
@@ -282,6 +322,10 @@ async function runBackend(backend) {
       console.log(`web-test: wasm: ok: two files tagged in turn, each listed with its results (max |dp| vs native ${d.toExponential(2)})`);
       const seconds = await waveformSeeks(page);
       console.log(`web-test: wasm: ok: waveform of ${seconds} s: a click and the arrow keys seek the player`);
+      await sameFileTwice(page, audio);
+      console.log('web-test: wasm: ok: the same file picked twice in a row is tagged twice');
+      await moduleEdges(page, fs.readFileSync(audio));
+      console.log("web-test: wasm: ok: module API: backend 'foo' throws, cancel right after tag() cancels it, tag() after terminate() rejects");
       await page.screenshot({ path: path.join(outDir, 'web-wasm-files.png'), fullPage: true });
       await page.setViewportSize({ width: 375, height: 800 });
       await page.screenshot({ path: path.join(outDir, 'web-wasm-phone.png'), fullPage: true });

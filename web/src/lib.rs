@@ -15,8 +15,8 @@ mod wasm;
 
 /// Describe a kit model file given as bytes (what the page shows after download): the config
 /// JSON, the licence and the source of the weights.
-pub fn describe_model(bytes: &[u8]) -> Result<String, String> {
-    let checkpoint = kit::from_bytes(bytes, "model").map_err(|e| e.to_string())?;
+pub fn describe_model(bytes: &[u8], name: &str) -> Result<String, String> {
+    let checkpoint = kit::from_bytes(bytes, name).map_err(|e| e.to_string())?;
     let value = serde_json::json!({
         "config": checkpoint.config,
         "license": checkpoint.license,
@@ -35,11 +35,16 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mert_tiny");
         let checkpoint = mert_core::load_path(&dir).unwrap();
         let bytes = mert_core::load::kit::to_bytes(&checkpoint).unwrap();
-        let text = super::describe_model(&bytes).unwrap();
+        let text = super::describe_model(&bytes, "model").unwrap();
         assert!(
             text.contains("\"hidden_size\":64") && text.contains("\"frame_rate\":75"),
             "{text}"
         );
-        assert!(super::describe_model(b"not a model").is_err());
+        let err =
+            super::describe_model(b"not a model, just text", "notes.safetensors").unwrap_err();
+        assert!(
+            err.contains("notes.safetensors") && err.contains("not a safetensors model file"),
+            "{err}"
+        );
     }
 }

@@ -67,7 +67,7 @@ pub fn load_model(bytes: Vec<u8>, name: String) -> Result<String, JsError> {
         .with(|d| d.borrow().clone())
         .map(|(d, _)| d)
         .ok_or_else(|| JsError::new("no backend: call init_backend first"))?;
-    let description = crate::describe_model(&bytes).map_err(|e| JsError::new(&e))?;
+    let description = crate::describe_model(&bytes, &name).map_err(|e| JsError::new(&e))?;
     let tagger = Tagger::from_bytes(&bytes, &name, &device).map_err(|e| JsError::new(&e))?;
     let out = serde_json::json!({
         "tags": tagger.tag_names(),

@@ -265,7 +265,11 @@ function main() {
     return;
   }
   tagger = new MertTagger({ backend: asked ?? 'auto', onprogress });
-  ui.audio.addEventListener('change', () => enqueue(ui.audio.files ?? []));
+  ui.audio.addEventListener('change', () => {
+    enqueue(ui.audio.files ?? []);
+    // cleared, so picking the same file again is a change too (and tags it again)
+    ui.audio.value = '';
+  });
   ui.cancel.addEventListener('click', () => tagger.cancel());
   ui.ownModel.addEventListener('click', pickModel);
   document.addEventListener('dragover', (e) => e.preventDefault());

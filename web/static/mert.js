@@ -6,7 +6,7 @@
 //   const { tags } = await tagger.tag(file);   // [{tag, p}], highest first
 //   const { timeline } = await tagger.tag(file, { timeline: 1 });   // a taggram, 1 s segments
 //
-// `backend`: 'auto' (WebGPU when available, else WASM), 'webgpu' or 'wasm'.
+// `backend`: 'auto' (WebGPU when available, else WASM), 'webgpu' or 'wasm' (anything else throws).
 // `onprogress(event)`: {stage: 'download', loaded, total} | {stage: 'decoded', seconds, windows}
 // | {stage: 'windows', done, total}.
 
@@ -24,8 +24,15 @@ async function browserDecode(bytes) {
   return { interleaved, channels, sampleRate: audio.sampleRate };
 }
 
+const BACKENDS = ['auto', 'webgpu', 'wasm'];
+/** Browsers read a file of at most 2 GiB into one ArrayBuffer. */
+const MAX_FILE_BYTES = 2 ** 31 - 1;
+
 export class MertTagger {
   constructor({ backend = 'auto', onprogress = null } = {}) {
+    if (!BACKENDS.includes(backend)) {
+      throw new Error(`backend '${backend}': expected ${BACKENDS.join(', ')}`);
+    }
     this.requested = backend;
     this.onprogress = onprogress;
     this.backend = null;
@@ -66,6 +73,7 @@ export class MertTagger {
   }
 
   _call(type, payload = {}, transfer = []) {
+    if (this._terminated) return Promise.reject(new Error('terminated'));
     const id = ++this._next;
     return new Promise((resolve, reject) => {
       this._pending.set(id, { resolve, reject, type });
@@ -113,26 +121,41 @@ export class MertTagger {
    * the model saw, `rate` buckets per second.
    */
   async tag(file, { timeline = 0 } = {}) {
-    await this.ready;
+    // (the generation before waiting: a cancel() right after this call cancels it)
     const generation = this._generation;
+    this._alive();
+    await this.ready;
+    if (generation !== this._generation) throw new Error('cancelled');
     const name = file.name ?? 'audio';
+    if (file.size > MAX_FILE_BYTES) {
+      throw new Error(`${name}: ${(file.size / 2 ** 30).toFixed(1)} GiB is more than a browser reads at once (2 GiB); use the mert command-line tool`);
+    }
     const bytes = await file.arrayBuffer();
     if (generation !== this._generation) throw new Error('cancelled');
-    const copy = typeof OfflineAudioContext === 'function' ? bytes.slice(0) : null;
     try {
       return await this._call('tag', { bytes, name, timeline }, [bytes]);
     } catch (err) {
-      // A file the kit's readers refuse: the browser decodes, the kit does the rest.
-      if (!copy || !UNDECODABLE.test(err.message)) throw err;
-      const pcm = await browserDecode(copy).catch(() => null);
-      if (!pcm) throw err;
+      // A file the kit's readers refuse: the browser decodes (the file is read again rather
+      // than kept twice in memory), the kit does the rest.
+      if (typeof OfflineAudioContext !== 'function' || !UNDECODABLE.test(err.message)) throw err;
+      let pcm;
+      try {
+        pcm = await browserDecode(await file.arrayBuffer());
+      } catch (browserErr) {
+        throw new Error(`${err.message} (the browser could not decode it either: ${browserErr.message || browserErr.name})`);
+      }
       if (generation !== this._generation) throw new Error('cancelled');
       return this._call('pcm', { ...pcm, name, timeline }, [pcm.interleaved.buffer]);
     }
   }
 
+  _alive() {
+    if (this._terminated) throw new Error('terminated');
+  }
+
   /** Replace the model with a kit model file (a `.safetensors` with a tagging head). */
   async loadModel(file) {
+    this._alive();
     await this.ready;
     const bytes = await file.arrayBuffer();
     const model = await this._call('model', { bytes: bytes.slice(0), name: file.name }, []);
@@ -143,11 +166,14 @@ export class MertTagger {
 
   /** Stop the work in flight (its promise rejects with 'cancelled'); the tagger restarts. */
   cancel() {
+    this._alive();
     this._restart();
     return this.ready;
   }
 
+  /** Stop the worker for good: calls in flight and later ones reject with 'terminated'. */
   terminate() {
+    this._terminated = true;
     this.worker.terminate();
     this._failAll('terminated');
   }

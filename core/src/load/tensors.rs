@@ -134,8 +134,18 @@ pub(crate) fn invalid_safetensors(
     source: &str,
     e: safetensors::SafeTensorError,
 ) -> MertError {
+    let header_len = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
     match invalid_entry(bytes) {
         Some((key, why)) => MertError::tensor(source, &key, why),
+        // (text, audio or any other file: its first bytes read as a header length do not fit)
+        None if header_len.is_none_or(|n| n.saturating_add(8) > bytes.len() as u64) => {
+            MertError::format(
+                source,
+                "not a safetensors model file (it does not open with a header that fits in it)",
+            )
+        }
         None => MertError::format(source, format!("not a valid safetensors file: {e}")),
     }
 }
