@@ -788,12 +788,20 @@ fn opus_files_tag() {
 #[test]
 fn stale_temp_files_of_killed_runs_are_swept() {
     let tmp = tempfile::tempdir().unwrap();
-    let stale = tmp.path().join(".x.npy.999999999.tmp");
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let stale = tmp.path().join(format!(".x.npy.mert-{host}-999999999.tmp"));
     let live = tmp
         .path()
-        .join(format!(".y.npy.{}.tmp", std::process::id()));
+        .join(format!(".y.npy.mert-{host}-{}.tmp", std::process::id()));
+    let elsewhere = tmp.path().join(".z.npy.mert-otherhost-999999999.tmp");
+    let backup = tmp.path().join(".backup.20240101.tmp");
     let other = tmp.path().join(".notes.tmp");
-    for f in [&stale, &live, &other] {
+    for f in [&stale, &live, &elsewhere, &backup, &other] {
         std::fs::write(f, b"partial").unwrap();
     }
     let wav = fixture("mert_tiny/input0.wav");
@@ -808,5 +816,8 @@ fn stale_temp_files_of_killed_runs_are_swept() {
     ]);
     assert!(out.exists());
     assert!(!stale.exists(), "the dead run's temp file stays");
-    assert!(live.exists() && other.exists());
+    // a live run's, another machine's and files the kit did not write stay
+    for f in [&live, &elsewhere, &backup, &other] {
+        assert!(f.exists(), "{}", f.display());
+    }
 }

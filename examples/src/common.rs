@@ -9,7 +9,8 @@ use mert_mobile::Embedding;
 
 /// Extensions of the formats the kit decodes.
 const AUDIO: &[&str] = &[
-    "wav", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac", "aif", "aiff", "caf", "mkv", "webm",
+    "wav", "flac", "mp3", "ogg", "oga", "opus", "m4a", "mp4", "aac", "aif", "aiff", "caf", "mka",
+    "mkv", "webm",
 ];
 
 /// The audio files under `dir`, recursively, sorted; hidden entries are skipped.

@@ -5,6 +5,9 @@ Writes into tests/fixtures/audio/:
   opus_24000_mono.opus       wav_s16_24000_mono.wav through opusenc (32 kbit/s, mono)
   opus_24000_mono_gain.opus  the same stream with the OpusHead output gain set to -6 dB (the
                              header patched and the page CRC recomputed; opusenc has no option)
+  opus_24000_mono_empty.opus the same stream with five 0-byte packets after the tenth packet
+                             of its third page (carrying no audio; a decoder must not invent
+                             any for them)
   opus_22050_6ch.opus        wav_f32_22050_6ch.wav through opusenc (96 kbit/s: 6 channels, so
                              channel mapping family 1, four streams of which two coupled)
   opus_48000_stereo.webm     gen_audio.py's opus_48000_stereo.opus remuxed by mkvmerge (WebM)
@@ -69,6 +72,34 @@ def with_gain(data, gain_q8):
     return bytes(data)
 
 
+def ogg_pages(data):
+    """(header, lacing values, body) of each Ogg page."""
+    at = 0
+    while at < len(data):
+        assert data[at:at + 4] == b"OggS", at
+        n = data[at + 26]
+        lacing = list(data[at + 27:at + 27 + n])
+        start = at + 27 + n
+        yield bytearray(data[at:at + 27]), lacing, data[start:start + sum(lacing)]
+        at = start + sum(lacing)
+
+
+def with_empty_packets(data, page, after, count):
+    """`count` 0-byte packets inserted into page `page` after its `after`-th packet (an empty
+    packet is a 0 in the lacing table), the page's CRC recomputed."""
+    out = b""
+    for k, (header, lacing, body) in enumerate(ogg_pages(data)):
+        if k == page:
+            ends = [i for i, v in enumerate(lacing) if v < 255]
+            cut = ends[after - 1] + 1
+            lacing = lacing[:cut] + [0] * count + lacing[cut:]
+        header[26] = len(lacing)
+        header[22:26] = b"\0\0\0\0"
+        page_bytes = bytes(header) + bytes(lacing) + body
+        out += page_bytes[:22] + ogg_crc(page_bytes).to_bytes(4, "little") + page_bytes[26:]
+    return out
+
+
 def decoded_mono(path):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out.wav")
@@ -87,12 +118,15 @@ def build(tmp):
         mono = f.read()
     with open(os.path.join(tmp, "opus_24000_mono_gain.opus"), "wb") as f:
         f.write(with_gain(mono, -6 * 256))
+    with open(os.path.join(tmp, "opus_24000_mono_empty.opus"), "wb") as f:
+        f.write(with_empty_packets(mono, 2, 10, 5))
     for out, source in [("opus_48000_stereo.webm", os.path.join(AUDIO, "opus_48000_stereo.opus")),
                         ("opus_24000_mono.mka", os.path.join(tmp, "opus_24000_mono.opus"))]:
         subprocess.run(["mkvmerge", "-q", "--engage", "no_variable_data"]
                        + (["--webm"] if out.endswith(".webm") else [])
                        + ["-o", os.path.join(tmp, out), source], check=True)
-    return [n for n, _, _ in ENCODED] + ["opus_24000_mono_gain.opus", "opus_48000_stereo.webm",
+    return [n for n, _, _ in ENCODED] + ["opus_24000_mono_gain.opus", "opus_24000_mono_empty.opus",
+                                         "opus_48000_stereo.webm",
                                          "opus_24000_mono.mka"]
 
 

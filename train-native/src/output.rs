@@ -25,7 +25,8 @@ pub fn output_folder(path: &Path) -> Result<&Path> {
     Ok(dir)
 }
 
-/// A temp file name in `path`'s folder (which must exist), unique to this process.
+/// A temp file name in `path`'s folder (which must exist), unique to this process and host:
+/// `.NAME.mert-HOST-PID.tmp`.
 fn temp_beside(path: &Path) -> Result<std::path::PathBuf> {
     let dir = output_folder(path)?;
     sweep_stale_temps(dir);
@@ -33,43 +34,72 @@ fn temp_beside(path: &Path) -> Result<std::path::PathBuf> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("output");
-    Ok(dir.join(format!(".{name}.{}.tmp", std::process::id())))
+    Ok(dir.join(format!(
+        ".{name}.mert-{}-{}.tmp",
+        host(),
+        std::process::id()
+    )))
 }
 
-/// Remove the temp files (`.NAME.PID.tmp`) that runs killed before they finished left in
-/// `dir`: those whose process is gone. Once per folder and process; only where `/proc` tells
-/// which processes live (elsewhere they stay, as harmless hidden files).
+/// This machine's name as temp files record it (`-` and `.` replaced: they separate fields).
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// Remove the temp files that runs killed before they finished left in `dir`: only the
+/// kit's own (`.NAME.mert-HOST-PID.tmp`), written on this machine by this user, whose process
+/// is gone. Once per folder and process, and only where `/proc` tells which processes live
+/// (elsewhere, or from another machine sharing the folder, they stay: hidden and harmless).
 fn sweep_stale_temps(dir: &Path) {
-    use std::collections::HashSet;
-    use std::sync::{Mutex, OnceLock};
-    static SWEPT: OnceLock<Mutex<HashSet<std::path::PathBuf>>> = OnceLock::new();
-    let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
-        return;
-    }
-    let swept = SWEPT.get_or_init(Default::default);
-    if !swept.lock().is_ok_and(|mut s| s.insert(dir.to_path_buf())) {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.starts_with('.'))
-            .and_then(|n| n.strip_suffix(".tmp"))
-            .and_then(|n| n.rsplit_once('.'))
-            .map(|(_, pid)| pid)
-            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
+    #[cfg(unix)]
+    {
+        use std::collections::HashSet;
+        use std::os::unix::fs::MetadataExt;
+        use std::sync::{Mutex, OnceLock};
+        static SWEPT: OnceLock<Mutex<HashSet<std::path::PathBuf>>> = OnceLock::new();
+        let proc = Path::new("/proc");
+        let Ok(me) = std::fs::metadata(proc.join("self")) else {
+            return;
         };
-        if pid != std::process::id().to_string() && !proc.join(pid).exists() {
-            let _ = std::fs::remove_file(entry.path());
+        let swept = SWEPT.get_or_init(Default::default);
+        if !swept.lock().is_ok_and(|mut s| s.insert(dir.to_path_buf())) {
+            return;
+        }
+        let (host, own) = (host(), std::process::id().to_string());
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some((file_host, pid)) = name
+                .to_str()
+                .filter(|n| n.starts_with('.'))
+                .and_then(|n| n.strip_suffix(".tmp"))
+                .and_then(|n| n.rsplit_once(".mert-"))
+                .and_then(|(_, tag)| tag.rsplit_once('-'))
+            else {
+                continue;
+            };
+            let ours = entry
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.uid() == me.uid());
+            if ours
+                && file_host == host
+                && pid != own
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && !proc.join(pid).exists()
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 /// Write `checkpoint` as an f32 kit model file at `out`; with `json`, print on stdout what was

@@ -2,8 +2,9 @@
 //! but has no Opus decoder, so the packets it hands out are decoded here by `unsafe-libopus`
 //! (the reference libopus, transpiled to Rust: no C toolchain, so it builds for the browser
 //! and phones too). Output is 48 kHz float, as libopus gives it, with the header's output
-//! gain applied and the encoder's pre-skip and the last packet's padding trimmed, as
-//! `opusdec` does.
+//! gain applied and the encoder's pre-skip trimmed; in Ogg the last packet's padding is
+//! trimmed too (from the granule positions, as `opusdec` does), while Matroska's end trim
+//! (`DiscardPadding`) is not read, so up to one frame of padding stays there.
 
 /// Frames in the longest Opus packet (120 ms at 48 kHz), per channel.
 const MAX_FRAMES: usize = 5760;
@@ -110,6 +111,11 @@ impl OpusStream {
     /// says to drop (Ogg: the pre-skip where it tracks it, and the end padding); the pre-skip
     /// is dropped once either way.
     pub fn decode(&mut self, packet: &[u8], trim_start: u64, trim_end: u64) -> Option<&[f32]> {
+        // An empty packet carries no audio (and its duration is 0); libopus would conceal a
+        // whole 120 ms for it, shifting everything after.
+        if packet.is_empty() {
+            return Some(&[]);
+        }
         let len = i32::try_from(packet.len()).ok()?;
         let (data, out) = (packet.as_ptr(), self.out.as_mut_ptr());
         // SAFETY: `out` holds MAX_FRAMES frames of `channels` samples, the most one packet

@@ -17,6 +17,8 @@ const AUDIO: &[&str] = &[
 pub struct Input {
     pub path: PathBuf,
     pub relative: PathBuf,
+    /// Given by name (not found in a folder walk): same-named ones are told apart by folder.
+    pub named: bool,
 }
 
 /// Expand files and folders into inputs, sorted for a stable order. With several folders
@@ -63,7 +65,11 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
                         // (a pipe or device named like audio would block the walk)
                         let relative =
                             prefix.join(path.strip_prefix(p).unwrap_or(&path).with_extension(""));
-                        files.push(Input { path, relative });
+                        files.push(Input {
+                            path,
+                            relative,
+                            named: false,
+                        });
                     }
                 }
             }
@@ -77,6 +83,7 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
             files.push(Input {
                 path: p.clone(),
                 relative,
+                named: p != Path::new("-"),
             });
         } else {
             bail!("{}: no such file or folder", p.display());
@@ -121,8 +128,7 @@ fn distinct_outputs(files: &mut [Input]) -> Result<()> {
         }
     }
     let count = counts(files);
-    // a file given by name maps to its bare file name (no folder part)
-    let given = |f: &Input| f.relative.parent() == Some(Path::new("")) && f.path != Path::new("-");
+    let given = |f: &Input| f.named;
     let folders: Vec<PathBuf> = files
         .iter()
         .filter(|f| count[&f.relative] > 1 && given(f))
@@ -285,10 +291,10 @@ mod tests {
         assert_eq!(rel(got.unwrap()), ["x/a.wav", "y/a.wav", "b"]);
         let got = collect_inputs(&[dir.join("x/a.wav"), dir.join("x/c/a.wav")]);
         assert_eq!(rel(got.unwrap()), ["a.wav", "c/a.wav"]);
-        // a named file against a folder's file of the same name: distinct outputs too
-        let got = rel(collect_inputs(&[dir.join("x"), dir.join("y/a.wav")]).unwrap());
-        let unique: std::collections::HashSet<&String> = got.iter().collect();
-        assert_eq!(unique.len(), 3, "{got:?}");
+        // a named file against a folder's file of the same name: the folder's outputs keep
+        // mirroring it, so the two collide and are refused
+        let err = collect_inputs(&[dir.join("x"), dir.join("y/a.wav")]).unwrap_err();
+        assert!(err.to_string().contains("separate runs"), "{err}");
         // the same file twice is one input
         assert_eq!(
             collect_inputs(&[dir.join("x/a.wav"), dir.join("x/a.wav")])
