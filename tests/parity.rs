@@ -233,6 +233,8 @@ fn bad_fairseq_checkpoints_are_refused_by_name() {
         ),
         ("payload_model.pt", &["system", "refused"][..]),
         ("payload_extra.pt", &["system", "refused"][..]),
+        ("payload_nested.pt", &["system", "refused"][..]),
+        ("payload_state.pt", &["system", "refused"][..]),
     ] {
         let err = load_path(&fixture("fairseq_bad").join(file)).unwrap_err();
         let msg = err.to_string();

@@ -15,8 +15,8 @@ on fairseq's wav2vec2 modules) and its official conversion map (`scripts/convert
 fairseq itself does not install on the pinned Python, so the file is written by torch.
 
 Also tests/fixtures/fairseq_bad/: small fairseq-layout files to refuse (an `args`-only
-checkpoint, a conformer model, an unknown module, and an os.system payload inside and outside
-`model`).
+checkpoint, a conformer model, an unknown module, and os.system payloads inside and outside
+`model`, inside a numpy scalar's arguments and inside an argparse namespace's state).
 
 Usage: gen_fairseq.py [--check]   (--check: regenerate in memory and compare with the files)
 """
@@ -229,6 +229,14 @@ class SystemPayload:
         return (os.system, ("touch /tmp/mert_pwned",))
 
 
+class HiddenInScalar:
+    """Pickles as a numpy scalar whose argument is the payload (a reader that keeps only the
+    outer callable's name would let it through)."""
+
+    def __reduce__(self):
+        return (np.float64(0).__reduce__()[0], (SystemPayload(),))
+
+
 def bad_checkpoints():
     """Small fairseq-layout files a loader must refuse, each for one named reason."""
     with open(os.path.join(FIXTURES, "mert_tiny", "config.json")) as f:
@@ -246,6 +254,9 @@ def bad_checkpoints():
         "payload_model.pt": {"cfg": cfg, "model": {"mask_emb": torch.zeros(64),
                                                    "x": SystemPayload()}},
         "payload_extra.pt": {"cfg": cfg, "model": one, "extra_state": {"x": SystemPayload()}},
+        "payload_nested.pt": {"cfg": cfg, "model": one, "extra_state": {"val_loss": HiddenInScalar()}},
+        "payload_state.pt": {"cfg": cfg, "model": one,
+                             "args": argparse.Namespace(hook=SystemPayload())},
     }
 
 

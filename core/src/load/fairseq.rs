@@ -8,16 +8,19 @@ use std::path::Path;
 
 use pytorch_reader::{PickleValue, PytorchReader};
 
-use super::tensors::{TensorMap, first_disallowed_with, pytorch_tensors};
+use super::tensors::{TensorMap, check_pickle, pytorch_tensors};
 use super::{Checkpoint, keys};
 use crate::error::{MertError, Result};
 use crate::model::{FeatExtractNorm, MertConfig};
 
-/// Python objects a fairseq trainer's checkpoint holds outside `model`: numpy scalars (its
-/// meters and losses) and, in older files, the `argparse` namespace of the run.
+/// Python callables a fairseq trainer's checkpoint names outside `model`: numpy scalars and
+/// arrays (its meters and losses) and, in older files, the `argparse` namespace of the run.
 const FAIRSEQ_OBJECTS: &[&str] = &[
     "numpy._core.multiarray.scalar",
     "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray._reconstruct",
+    "numpy.ndarray",
     "numpy.dtype",
     "argparse.Namespace",
 ];
@@ -39,17 +42,10 @@ pub(crate) fn top_level(path: &Path) -> Option<HashMap<String, PickleValue>> {
 /// Load a fairseq checkpoint whose top level [`top_level`] returned.
 pub(crate) fn load(path: &Path, top: &HashMap<String, PickleValue>) -> Result<Checkpoint> {
     let bad = |m: String| MertError::format(path, m);
-    // Nothing in the file is run; still, a checkpoint that names other callables than the
-    // numpy scalars and argparse namespace fairseq's trainer leaves in it is hostile.
-    if let Some(callable) = top
-        .values()
-        .find_map(|v| first_disallowed_with(v, FAIRSEQ_OBJECTS))
-    {
-        return Err(MertError::UnsafePickle {
-            path: path.to_path_buf(),
-            callable,
-        });
-    }
+    // Nothing in the file is run; still, a checkpoint that names other callables than those
+    // of tensors and the numpy scalars, arrays and argparse namespace fairseq's trainer leaves
+    // in it is hostile.
+    check_pickle(path, FAIRSEQ_OBJECTS)?;
     let cfg = match top.get("cfg") {
         Some(PickleValue::Dict(cfg)) => cfg,
         _ => {

@@ -6,6 +6,7 @@
 mod fairseq;
 pub mod keys;
 pub mod kit;
+mod pickle_scan;
 pub mod tensors;
 pub mod weights;
 

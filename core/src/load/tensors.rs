@@ -283,10 +283,46 @@ pub fn read_pytorch(path: &Path) -> Result<TensorMap> {
     pytorch_tensors(path, None).map_err(super::one_line)
 }
 
+/// The callables a `torch.save`d state dict names (by module path): the tensor and parameter
+/// rebuilders, the storage classes (`torch.FloatStorage`, ...), `OrderedDict`, and
+/// `_codecs.encode` (how protocol 2 writes bytes).
+const TORCH_CALLABLES: &[&str] = &[
+    "torch._utils._rebuild_tensor",
+    "torch._utils._rebuild_tensor_v2",
+    "torch._utils._rebuild_parameter",
+    "torch._utils._rebuild_parameter_with_state",
+    "torch._tensor._rebuild_from_type_v2",
+    "collections.OrderedDict",
+    "_codecs.encode",
+];
+
+/// Refuse a PyTorch file whose pickles name a callable other than those a state dict needs
+/// (and `extra`): every call goes through such a name, wherever it hides in the object tree.
+pub(crate) fn check_pickle(path: &Path, extra: &[&str]) -> Result<()> {
+    let globals = super::pickle_scan::file_globals(path)
+        .map_err(|why| MertError::format(path, format!("cannot check the pickle: {why}")))?;
+    let allowed = |g: &str| {
+        TORCH_CALLABLES.contains(&g)
+            || extra.contains(&g)
+            || g.strip_prefix("torch.")
+                .is_some_and(|s| s.ends_with("Storage") && !s.contains('.'))
+    };
+    match globals.into_iter().find(|g| !allowed(g)) {
+        Some(callable) => Err(MertError::UnsafePickle {
+            path: path.to_path_buf(),
+            callable,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The tensors of a PyTorch file, or of the dictionary under one of its top-level keys (a
 /// training checkpoint's `model`): only that part of the pickle has to be plain data.
 pub(crate) fn pytorch_tensors(path: &Path, key: Option<&str>) -> Result<TensorMap> {
     let source = path.display().to_string();
+    if key.is_none() {
+        check_pickle(path, &[])?;
+    }
     let unreadable = |e: pytorch_reader::PytorchError| {
         MertError::format(path, format!("not a readable PyTorch checkpoint: {e}"))
     };
@@ -351,26 +387,12 @@ pub(crate) fn pytorch_tensors(path: &Path, key: Option<&str>) -> Result<TensorMa
 }
 
 /// The first value in the pickle tree that is neither plain data nor a tensor.
-pub(crate) fn first_disallowed(value: &pytorch_reader::PickleValue) -> Option<String> {
-    first_disallowed_with(value, &[])
-}
-
-/// [`first_disallowed`], also letting the Python types in `extra` through.
-pub(crate) fn first_disallowed_with(
-    value: &pytorch_reader::PickleValue,
-    extra: &[&str],
-) -> Option<String> {
+fn first_disallowed(value: &pytorch_reader::PickleValue) -> Option<String> {
     use pytorch_reader::PickleValue as V;
     match value {
-        V::Unsupported(name)
-            if !PICKLE_ALLOWED.contains(&name.as_str()) && !extra.contains(&name.as_str()) =>
-        {
-            Some(name.clone())
-        }
-        V::List(items) => items.iter().find_map(|v| first_disallowed_with(v, extra)),
-        V::Dict(entries) => entries
-            .values()
-            .find_map(|v| first_disallowed_with(v, extra)),
+        V::Unsupported(name) if !PICKLE_ALLOWED.contains(&name.as_str()) => Some(name.clone()),
+        V::List(items) => items.iter().find_map(first_disallowed),
+        V::Dict(entries) => entries.values().find_map(first_disallowed),
         _ => None,
     }
 }
