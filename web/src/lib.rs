@@ -9,6 +9,8 @@
 use mert_core::load::kit;
 
 pub mod bench;
+#[cfg(target_arch = "wasm32")]
+mod blob;
 pub mod tagger;
 #[cfg(target_arch = "wasm32")]
 mod wasm;

@@ -155,6 +155,21 @@ impl Tagger {
             .await
     }
 
+    /// As [`Self::tag`], for a file read through `open` (called once per decoding pass), so
+    /// its bytes are never all in memory.
+    pub async fn tag_sources(
+        &self,
+        open: impl Fn() -> mert_core::Result<Box<dyn mert_core::audio::decode::MediaSource>>,
+        name: &str,
+        timeline: f64,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Tags, String> {
+        let (mut source, total) =
+            FileSource::from_sources(open, name, self.model.sample_rate).map_err(one_line)?;
+        self.run(&mut || source.next_chunk(), total, name, timeline, progress)
+            .await
+    }
+
     /// Tag audio the browser decoded (files the kit's readers refuse): interleaved
     /// samples of `channels` channels at `sample_rate`, downmixed and resampled as a decoded
     /// file is.

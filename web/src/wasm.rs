@@ -98,6 +98,30 @@ pub async fn tag(
     Ok(to_json(&tagger, &tags))
 }
 
+/// As [`tag`], for a `File` (or `Blob`) read slice by slice in this worker (`FileReaderSync`):
+/// no copy of the file is made, so files of any size (past the 2 GiB a browser reads into one
+/// buffer) are tagged in the memory of a few windows.
+#[wasm_bindgen]
+pub async fn tag_file(
+    file: JsValue,
+    name: String,
+    timeline: f64,
+    on_progress: Function,
+) -> Result<String, JsError> {
+    let tagger = loaded()?;
+    crate::blob::BlobSource::new(&file).map_err(|e| JsError::new(&format!("{name}: {e}")))?;
+    let open = || -> mert_core::Result<Box<dyn mert_core::audio::decode::MediaSource>> {
+        crate::blob::BlobSource::new(&file)
+            .map(|s| Box::new(s) as Box<dyn mert_core::audio::decode::MediaSource>)
+            .map_err(mert_core::MertError::Invalid)
+    };
+    let tags = tagger
+        .tag_sources(open, &name, timeline, &mut reporter(&on_progress))
+        .await
+        .map_err(|e| JsError::new(&e))?;
+    Ok(to_json(&tagger, &tags))
+}
+
 /// As [`tag`], for audio the browser decoded itself (formats symphonia lacks): interleaved
 /// samples of `channels` channels at `sample_rate` Hz.
 #[wasm_bindgen]

@@ -3,7 +3,7 @@
 // so the page never freezes. Requests: {id, type: 'start' | 'model' | 'tag' | 'pcm', ...}; answers:
 // {id, type: 'result', result} or {id, type: 'error', message, fatal}; progress: {type: 'progress'}.
 // 'pcm' tags audio the page decoded with the browser (formats the kit's decoder lacks).
-import init, { init_backend, load_model, tag, tag_pcm, last_panic } from './pkg/mert-web.js';
+import init, { init_backend, load_model, tag, tag_file, tag_pcm, last_panic } from './pkg/mert-web.js';
 
 const wasm = init();
 const CACHE = 'mert-models-v1';
@@ -127,11 +127,14 @@ const handlers = {
     await wasm;
     return loadModel(new Uint8Array(bytes), name);
   },
-  async tag({ bytes, name, timeline }) {
+  async tag({ file, bytes, name, timeline }) {
     await wasm;
     const t0 = performance.now();
-    const result = JSON.parse(await tag(new Uint8Array(bytes), name, timeline, (p) => progress(JSON.parse(p))));
-    return { ...result, name, ms: performance.now() - t0 };
+    const report = (p) => progress(JSON.parse(p));
+    // a File is read here slice by slice (no copy of it, any size); bytes as they are given
+    const json = file ? await tag_file(file, name, timeline, report)
+      : await tag(new Uint8Array(bytes), name, timeline, report);
+    return { ...JSON.parse(json), name, ms: performance.now() - t0 };
   },
   async pcm({ interleaved, channels, sampleRate, name, timeline }) {
     await wasm;

@@ -147,6 +147,19 @@ impl FileSource {
         Self::from_shared(bytes, name, sample_rate, false)
     }
 
+    /// The same for any seekable source, opened afresh by `open` for each of the two passes
+    /// (a browser's `File` read slice by slice): nothing is held beyond the decoder's buffer.
+    pub fn from_sources(
+        open: impl Fn() -> Result<Box<dyn crate::audio::decode::MediaSource>>,
+        name: &str,
+        sample_rate: u32,
+    ) -> Result<(Self, usize)> {
+        let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+        Self::counted(name, sample_rate, || {
+            AudioStream::from_source(open()?, ext.as_deref(), name)
+        })
+    }
+
     /// `piped`: the bytes came through a pipe, whose writer could not fill in the header's
     /// length (sox writes a placeholder), so that length is not checked.
     fn from_shared(
