@@ -174,6 +174,14 @@ fn bad_files_fail_with_a_message_naming_them() {
     }
 }
 
+/// max |a - b| over the common length.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 /// Opus (mono, stereo made by ffmpeg, 6 channels in four streams, a header gain of -6 dB,
 /// empty packets in the stream)
 /// decodes to libopus's own output (`opusdec`, tests/reference/gen_opus.py): same length after
@@ -191,12 +199,7 @@ fn opus_decodes_as_libopus_does() {
         let ours = decode_file(&dir().join(name)).unwrap();
         assert_eq!(ours.sample_rate, 48_000, "{name}");
         assert_eq!(ours.samples.len(), want.len(), "{name}: length");
-        let err = ours
-            .samples
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let err = max_abs_diff(&ours.samples, want);
         let peak = want.iter().fold(0f32, |m, v| m.max(v.abs()));
         eprintln!("{name}: max |ours - opusdec| {err:.2e} (peak {peak:.3})");
         assert!(err <= 1e-5, "{name}: {err}");
@@ -215,12 +218,7 @@ fn opus_decodes_as_libopus_does() {
             extra <= 960,
             "{file}: {extra} samples more than the Ogg file"
         );
-        let err = ours
-            .samples
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let err = max_abs_diff(&ours.samples, want);
         assert!(err <= 1e-5, "{file}: {err}");
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use mert_mobile::Embedding;
 
@@ -55,4 +56,15 @@ pub fn time_mean(e: &Embedding) -> Vec<f32> {
     mean.iter()
         .map(|m| (m / e.frames.max(1) as f64) as f32)
         .collect()
+}
+
+/// The program's exit: success, or its error on one line and a failure code.
+pub fn exit(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use mert_mobile::{Model, Session};
 
+mod common;
+
 /// Decode little-endian samples; `bytes` holds whole samples.
 fn samples(bytes: &[u8], s16: bool) -> Vec<f32> {
     if s16 {
@@ -120,11 +122,5 @@ fn main() -> ExitCode {
                 std::io::stdin().lock(),
             )
         });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit(result)
 }
