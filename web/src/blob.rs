@@ -1,6 +1,6 @@
 //! A browser `File` (a `Blob`) as a seekable byte source for the decoder, read slice by slice
-//! with `FileReaderSync` (Web Workers only): a file of any size is decoded without its bytes
-//! ever being held in memory (a browser reads at most 2 GiB into one `ArrayBuffer`).
+//! with `FileReaderSync` (Web Workers only): a file is decoded without its bytes ever being
+//! held in memory whole.
 
 use std::io::{Read, Seek, SeekFrom};
 

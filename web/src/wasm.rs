@@ -99,8 +99,7 @@ pub async fn tag(
 }
 
 /// As [`tag`], for a `File` (or `Blob`) read slice by slice in this worker (`FileReaderSync`):
-/// no copy of the file is made, so files of any size (past the 2 GiB a browser reads into one
-/// buffer) are tagged in the memory of a few windows.
+/// no copy of the file is made, so memory does not grow with the file's size.
 #[wasm_bindgen]
 pub async fn tag_file(
     file: JsValue,

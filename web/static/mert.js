@@ -25,7 +25,7 @@ async function browserDecode(bytes) {
 }
 
 const BACKENDS = ['auto', 'webgpu', 'wasm'];
-/** Browsers read a file of at most 2 GiB into one ArrayBuffer (the browser-decode fallback). */
+/** Largest file the tagger takes: a 2.06 GiB WAV traps the 32-bit WASM decoding path (not yet traced). */
 const MAX_FILE_BYTES = 2 ** 31 - 1;
 
 export class MertTagger {
@@ -127,14 +127,16 @@ export class MertTagger {
     await this.ready;
     if (generation !== this._generation) throw new Error('cancelled');
     const name = file.name ?? 'audio';
+    if (file.size > MAX_FILE_BYTES) {
+      throw new Error(`${name}: ${(file.size / 2 ** 30).toFixed(2)} GiB; the browser tagger reads files up to 2 GiB (use the mert command-line tool)`);
+    }
     try {
-      // the worker reads the file in slices: no copy of it here, and any size
+      // the worker reads the file in slices: no copy of it here
       return await this._call('tag', { file, name, timeline });
     } catch (err) {
       // A file the kit's readers refuse: the browser decodes (the file is read again rather
       // than kept twice in memory), the kit does the rest.
       if (typeof OfflineAudioContext !== 'function' || !UNDECODABLE.test(err.message)) throw err;
-      if (file.size > MAX_FILE_BYTES) throw err;
       let pcm;
       try {
         pcm = await browserDecode(await file.arrayBuffer());

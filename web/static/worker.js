@@ -131,7 +131,7 @@ const handlers = {
     await wasm;
     const t0 = performance.now();
     const report = (p) => progress(JSON.parse(p));
-    // a File is read here slice by slice (no copy of it, any size); bytes as they are given
+    // a File is read here slice by slice (no copy of it); bytes as they are given
     const json = file ? await tag_file(file, name, timeline, report)
       : await tag(new Uint8Array(bytes), name, timeline, report);
     return { ...JSON.parse(json), name, ms: performance.now() - t0 };
