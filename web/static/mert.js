@@ -25,7 +25,7 @@ async function browserDecode(bytes) {
 }
 
 const BACKENDS = ['auto', 'webgpu', 'wasm'];
-/** Largest file the tagger takes: a 2.06 GiB WAV traps the 32-bit WASM decoding path (not yet traced). */
+/** Largest file the tagger takes: symphonia asserts each seek spans less than isize::MAX bytes, 2 GiB in 32-bit WASM. */
 const MAX_FILE_BYTES = 2 ** 31 - 1;
 
 export class MertTagger {
@@ -84,6 +84,14 @@ export class MertTagger {
   _receive(msg) {
     if (msg.type === 'progress') {
       this.onprogress?.(msg.progress);
+      return;
+    }
+    if (msg.type === 'trap') {
+      // the worker is unusable: fail what is pending with the panic's message, start afresh
+      const pending = [...this._pending.values()];
+      this._pending.clear();
+      this._restart();
+      for (const call of pending) call.reject(new Error(msg.message));
       return;
     }
     const call = this._pending.get(msg.id);

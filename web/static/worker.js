@@ -154,6 +154,15 @@ async function handle(data) {
   }
 }
 
+// A trap inside the module's own tasks (an async call's continuation) escapes the request's
+// promise: report it with the panic's message, so the page fails the request with it.
+self.addEventListener('error', (event) => {
+  const panic = last_panic();
+  if (!panic) return;
+  event.preventDefault();
+  post({ type: 'trap', message: `the model crashed: ${panic}` });
+});
+
 // One request at a time, in order: a tag request waits for the model that `start` loads.
 let queue = Promise.resolve();
 self.onmessage = ({ data }) => {
