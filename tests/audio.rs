@@ -223,6 +223,26 @@ fn opus_decodes_as_libopus_does() {
     }
 }
 
+/// A chained Ogg stream (two files joined end to end) gives its first part, and damage in the
+/// first audio page is called damage, not an unknown format.
+#[test]
+fn chained_and_damaged_opus() {
+    let one = std::fs::read(dir().join("opus_24000_mono.opus")).unwrap();
+    let single = mert_core::audio::decode_bytes(one.clone(), Some("opus"), "one.opus").unwrap();
+    let chained = [one.clone(), one.clone()].concat();
+    let got = mert_core::audio::decode_bytes(chained, Some("opus"), "two.opus").unwrap();
+    assert_eq!(got.samples, single.samples);
+    let mut damaged = one;
+    let at = damaged.len() / 2;
+    for b in &mut damaged[at..at + 10] {
+        *b ^= 0xff;
+    }
+    let err = mert_core::audio::decode_bytes(damaged, Some("opus"), "bad.opus")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bad.opus") && err.contains("damaged"), "{err}");
+}
+
 /// Files cut short whose reader fails before any audio (AIFF, CAF, Ogg need what the header
 /// promised) say so, rather than "unrecognised format".
 #[test]

@@ -242,6 +242,9 @@ pub fn decode_bytes(bytes: Vec<u8>, extension: Option<&str>, name: &str) -> Resu
     AudioStream::from_source(Box::new(Cursor::new(bytes)), extension, name)?.collect()
 }
 
+/// Magnitude under which a decoded sample is taken as exact silence (-400 dBFS).
+const SILENT: f32 = 1e-20;
+
 /// symphonia's decoder for the track's codec, or the kit's for Opus (which symphonia lacks).
 enum Decoder {
     Symphonia(Box<dyn symphonia::core::codecs::audio::AudioDecoder>),
@@ -305,6 +308,9 @@ impl AudioStream {
                 SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
                     fail("the file ends before its header or first audio (truncated?)".into())
                 }
+                e if e.to_string().contains("crc mismatch") => fail(format!(
+                    "the file is damaged at its start ({e}): its first pages fail their checksum"
+                )),
                 e => fail(format!("unsupported or unrecognised audio format ({e})")),
             })?;
         let track = format
@@ -396,6 +402,15 @@ impl AudioStream {
                 // A truncated stream ends the audio; what was decoded so far is kept.
                 // (a stream whose header states no length, as a pipe's does, ends so too)
                 Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                // a chained stream (files joined end to end): the first link is the audio
+                Err(SymError::ResetRequired) => {
+                    if self.warn {
+                        log::warn!(
+                            "{name}: a chained stream (several files joined end to end): only its first part is used"
+                        );
+                    }
+                    break;
+                }
                 Err(e) => return Err(fail(format!("cannot read the stream ({e})"))),
             };
             if packet.track_id != self.track_id {
@@ -443,10 +458,15 @@ impl AudioStream {
             self.sample_rate = rate;
             self.channels = channels;
             self.decoded_frames += (self.interleaved.len() / channels) as u64;
+            // a decoder's near-silence (libopus gives 2e-34) makes later products subnormal,
+            // which runs the CQT 40 times slower; below -400 dB a sample is silence
             let mono = self
                 .interleaved
                 .chunks_exact(channels)
-                .map(super::downmix_frame)
+                .map(|f| match super::downmix_frame(f) {
+                    x if x.abs() < SILENT => 0.0,
+                    x => x,
+                })
                 .collect();
             return Ok(Some(mono));
         }

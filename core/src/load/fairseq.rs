@@ -27,8 +27,11 @@ const FAIRSEQ_OBJECTS: &[&str] = &[
 
 /// The top-level entries of a PyTorch file when it is laid out as a fairseq checkpoint
 /// (`model` plus `cfg` or the older `args`); `None` for any other file.
-pub(crate) fn top_level(path: &Path) -> Option<HashMap<String, PickleValue>> {
-    match PytorchReader::read_pickle_data(path, None).ok()? {
+/// `Err`: not a readable PyTorch file at all (the reader's reason).
+pub(crate) fn top_level(path: &Path) -> Result<Option<HashMap<String, PickleValue>>> {
+    let value = PytorchReader::read_pickle_data(path, None)
+        .map_err(|e| MertError::format(path, format!("not a readable PyTorch checkpoint: {e}")))?;
+    Ok(match value {
         PickleValue::Dict(top)
             if top.contains_key("model")
                 && (top.contains_key("cfg") || top.contains_key("args")) =>
@@ -36,7 +39,7 @@ pub(crate) fn top_level(path: &Path) -> Option<HashMap<String, PickleValue>> {
             Some(top)
         }
         _ => None,
-    }
+    })
 }
 
 /// Load a fairseq checkpoint whose top level [`top_level`] returned.
@@ -284,8 +287,14 @@ fn config_from(
 /// fairseq's `conv_feature_layers`, a Python expression over lists of `(dim, kernel,
 /// stride)` tuples joined by `+` and repeated by `* n`, parsed (never evaluated).
 fn parse_conv_layers(text: &str) -> std::result::Result<Vec<(usize, usize, usize)>, String> {
+    let shown: String = text.chars().take(80).collect();
+    let shown = if shown.len() < text.len() {
+        format!("{shown:?}...")
+    } else {
+        format!("{shown:?}")
+    };
     let expected =
-        || format!("{text:?}: expected lists of (dim, kernel, stride) joined by + and * n");
+        || format!("{shown}: expected lists of (dim, kernel, stride) joined by + and * n");
     let mut out = Vec::new();
     for term in text.split('+') {
         let (list, times) = match term.rsplit_once(']') {
@@ -320,7 +329,7 @@ fn parse_conv_layers(text: &str) -> std::result::Result<Vec<(usize, usize, usize
             }
         }
         if times > 1024 || out.len() + tuples.len() * times > 1024 {
-            return Err(format!("{text:?}: more than 1024 conv layers"));
+            return Err(format!("{shown}: more than 1024 conv layers"));
         }
         for _ in 0..times {
             out.extend_from_slice(&tuples);

@@ -325,8 +325,10 @@ fn load_any(path: &Path) -> Result<Checkpoint> {
             }
         }
         "bin" | "pt" | "pth" => match fairseq::top_level(path) {
-            Some(top) => fairseq::load(path, &top),
-            None => weights_beside_config(
+            Ok(Some(top)) => fairseq::load(path, &top),
+            // with no config.json beside it, the file says itself what is wrong with it
+            Err(e) if !config_beside(path) => Err(e),
+            _ => weights_beside_config(
                 path,
                 "a PyTorch weights file needs the config.json of its Hugging Face folder beside it (or is a fairseq checkpoint with `cfg` and `model`)",
             ),
@@ -336,6 +338,13 @@ fn load_any(path: &Path) -> Result<Checkpoint> {
             "unknown model file type; expected a Hugging Face folder, a .safetensors file, a pytorch_model.bin or a fairseq .pt",
         )),
     }
+}
+
+fn config_beside(path: &Path) -> bool {
+    path.parent()
+        .unwrap_or(Path::new("."))
+        .join("config.json")
+        .is_file()
 }
 
 /// A weights file inside a Hugging Face folder: the folder loaded with that file, or
