@@ -270,10 +270,6 @@ fn dtype_bits(name: &str) -> Option<u64> {
     })
 }
 
-/// Python callables a PyTorch state-dict pickle may reference: the tensor rebuilders and the
-/// containers; everything else is refused before any tensor is read.
-const PICKLE_ALLOWED: &[&str] = &["torch.Tensor", "torch.TypedStorage", "torch.UntypedStorage"];
-
 /// Read a `pytorch_model.bin` (torch zip or legacy format) without executing it.
 ///
 /// The pickle is parsed by `pytorch-reader`, a stack machine that only rebuilds tensors and
@@ -317,7 +313,8 @@ pub(crate) fn check_pickle(path: &Path, extra: &[&str]) -> Result<()> {
 }
 
 /// The tensors of a PyTorch file, or of the dictionary under one of its top-level keys (a
-/// training checkpoint's `model`): only that part of the pickle has to be plain data.
+/// training checkpoint's `model`, whose caller has checked the whole pickle with its own
+/// allowance, [`check_pickle`]).
 pub(crate) fn pytorch_tensors(path: &Path, key: Option<&str>) -> Result<TensorMap> {
     let source = path.display().to_string();
     if key.is_none() {
@@ -326,13 +323,6 @@ pub(crate) fn pytorch_tensors(path: &Path, key: Option<&str>) -> Result<TensorMa
     let unreadable = |e: pytorch_reader::PytorchError| {
         MertError::format(path, format!("not a readable PyTorch checkpoint: {e}"))
     };
-    let value = pytorch_reader::PytorchReader::read_pickle_data(path, key).map_err(unreadable)?;
-    if let Some(callable) = first_disallowed(&value) {
-        return Err(MertError::UnsafePickle {
-            path: path.to_path_buf(),
-            callable,
-        });
-    }
     let reader = match key {
         Some(key) => pytorch_reader::PytorchReader::with_top_level_key(path, key),
         None => pytorch_reader::PytorchReader::new(path),
@@ -384,17 +374,6 @@ pub(crate) fn pytorch_tensors(path: &Path, key: Option<&str>) -> Result<TensorMa
         map.insert(name, HostTensor::new(tensor.shape().to_vec(), data));
     }
     Ok(map)
-}
-
-/// The first value in the pickle tree that is neither plain data nor a tensor.
-fn first_disallowed(value: &pytorch_reader::PickleValue) -> Option<String> {
-    use pytorch_reader::PickleValue as V;
-    match value {
-        V::Unsupported(name) if !PICKLE_ALLOWED.contains(&name.as_str()) => Some(name.clone()),
-        V::List(items) => items.iter().find_map(first_disallowed),
-        V::Dict(entries) => entries.values().find_map(first_disallowed),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
