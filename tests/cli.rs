@@ -7,7 +7,7 @@ use mert_core::load::tensors::{HostTensor, read_safetensors};
 
 #[path = "common/mert_cli.rs"]
 mod mert_cli;
-use mert_cli::{fixture, mert, ok};
+use mert_cli::{fixture, mert, ok, write_wav};
 
 /// Exit code 1 and one line on stderr containing every `needles` entry.
 fn fails_with(args: &[&str], needles: &[&str]) {
@@ -416,6 +416,45 @@ fn folder_mode_reports_bad_files_goes_on_and_resumes() {
             "safetensors",
         ],
         &["one.npy", "--format safetensors"],
+    );
+}
+
+/// A file longer than one CQT block (4096 frames, 55 s) is labelled in a stream: the rows
+/// written as they come equal the transform of the whole decoded clip.
+#[test]
+fn long_labels_are_streamed_and_equal_the_whole_clip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wav, out) = (
+        tmp.path().join("long.wav"),
+        tmp.path().join("long.safetensors"),
+    );
+    let n = 24_000 * 125 + 777;
+    let samples: Vec<f32> = (0..n)
+        .map(|i| {
+            let t = i as f32 / 24_000.0;
+            0.4 * (2.0 * std::f32::consts::PI * (110.0 + 3.0 * t) * t).sin()
+        })
+        .collect();
+    write_wav(&wav, 24_000, &samples);
+    ok(&[
+        "labels",
+        wav.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (t, meta) = read_safetensors(&std::fs::read(&out).unwrap(), "labels").unwrap();
+    let decoded = mert_core::audio::decode_file(&wav).unwrap().samples;
+    let model_frames = (n - 400) / 320 + 1;
+    let mut want = mert_core::teachers::Cqt::mert()
+        .magnitudes(&decoded, 2)
+        .unwrap();
+    want.truncate(model_frames * 336);
+    let cqt = t.get("cqt").unwrap();
+    assert_eq!(cqt.shape, vec![model_frames, 336]);
+    assert_eq!(meta["mert.samples"], n.to_string());
+    assert!(
+        cqt.data == want,
+        "streamed labels differ from the whole clip's"
     );
 }
 

@@ -225,6 +225,38 @@ fn chunked_encoding_equals_one_pass() {
 }
 
 #[test]
+fn streamed_encoding_equals_one_pass() {
+    let r = reference(&fixture_dir());
+    let codec = load_codec_path(&fixture_dir().join("encodec.th"))
+        .unwrap()
+        .build(&Device::flex())
+        .unwrap();
+    let mut samples = r.floats["det.input"].data.clone();
+    samples.extend(&r.floats["odd.input"].data[..24_001]);
+    let whole = codec.encode(&samples).unwrap();
+    // pieces smaller and larger than the encoder's chunk, and empty ones
+    for sizes in [
+        &[1usize, 319, 0, 5_000][..],
+        &[70_001, 3][..],
+        &[200_000][..],
+    ] {
+        let (mut stream, mut codes, mut at) = (codec.stream(), Vec::new(), 0);
+        for size in sizes.iter().cycle() {
+            if at == samples.len() {
+                break;
+            }
+            let end = (at + size).min(samples.len());
+            codes.extend(stream.push(&samples[at..end]).unwrap());
+            at = end;
+        }
+        codes.extend(stream.finish().unwrap());
+        assert_eq!(codes, whole.data, "pieces of {sizes:?}");
+    }
+    assert!(codec.stream().finish().is_err());
+    assert!(codec.stream().push(&[f32::NAN]).is_err());
+}
+
+#[test]
 fn kit_codec_file_round_trips() {
     let dir = fixture_dir();
     let checkpoint = load_codec_path(&dir.join("encodec.th")).unwrap();

@@ -7,29 +7,7 @@ use std::path::Path;
 
 #[path = "common/mert_cli.rs"]
 mod mert_cli;
-use mert_cli::{fixture, mert, mert_piped, ok};
-
-/// 16-bit mono PCM WAV.
-fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
-    let mut b = Vec::new();
-    let data_len = (samples.len() * 2) as u32;
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data_len).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * 2).to_le_bytes());
-    b.extend_from_slice(&2u16.to_le_bytes());
-    b.extend_from_slice(&16u16.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        b.extend_from_slice(&((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes());
-    }
-    std::fs::write(path, b).unwrap();
-}
+use mert_cli::{fixture, mert, mert_piped, ok, write_wav};
 
 /// Clips alternating between a pure tone (random pitch) and white noise, with their CSVs.
 fn dataset(dir: &Path) {

@@ -393,6 +393,113 @@ impl Drop for ArrayFileSink {
     }
 }
 
+/// A `.safetensors` file whose tensors' dtypes and shapes are known up front and whose data
+/// is appended tensor by tensor as it is computed, into a temp file renamed into place by
+/// [`TensorFileWriter::finish`] (removed on drop otherwise): a long file's labels never sit
+/// in memory.
+pub struct TensorFileWriter {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    file: Option<std::fs::File>,
+    /// Per tensor: its name, the start of its data, the next byte to write and the end.
+    regions: Vec<(String, u64, u64, u64)>,
+}
+
+impl TensorFileWriter {
+    pub fn create(
+        path: &Path,
+        tensors: &[(&str, safetensors::Dtype, &[usize])],
+        metadata: &HashMap<String, String>,
+    ) -> Result<Self> {
+        let mut header = serde_json::Map::new();
+        let mut offset = 0usize;
+        let mut spans = Vec::new();
+        for (name, dtype, shape) in tensors {
+            let bytes = shape.iter().product::<usize>() * dtype.bitsize() / 8;
+            header.insert(
+                name.to_string(),
+                serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]}),
+            );
+            spans.push((name.to_string(), offset, offset + bytes));
+            offset += bytes;
+        }
+        header.insert("__metadata__".into(), serde_json::to_value(metadata)?);
+        let mut text = serde_json::to_string(&header)?;
+        while text.len() % 8 != 0 {
+            text.push(' ');
+        }
+        let start = 8 + text.len() as u64;
+        let tmp = temp_beside(path)?;
+        let mut writer = Self {
+            path: path.to_path_buf(),
+            tmp,
+            file: None,
+            regions: spans
+                .into_iter()
+                .map(|(n, a, b)| (n, start + a as u64, start + a as u64, start + b as u64))
+                .collect(),
+        };
+        let file = std::fs::File::create(&writer.tmp).and_then(|mut f| {
+            f.write_all(&(text.len() as u64).to_le_bytes())?;
+            f.write_all(text.as_bytes())?;
+            f.set_len(start + offset as u64)?;
+            Ok(f)
+        });
+        if file.is_err() {
+            let _ = std::fs::remove_file(&writer.tmp);
+        }
+        writer.file = Some(file.with_context(|| format!("{}: cannot write", path.display()))?);
+        Ok(writer)
+    }
+
+    /// Append `bytes` (little-endian values) to tensor `index`'s data.
+    pub fn append(&mut self, index: usize, bytes: &[u8]) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let (name, _, at, end) = &mut self.regions[index];
+        if *at + bytes.len() as u64 > *end {
+            bail!(
+                "{}: more data than `{name}`'s shape holds",
+                self.path.display()
+            );
+        }
+        let file = self.file.as_mut().context("the output is closed")?;
+        file.seek(SeekFrom::Start(*at))
+            .and_then(|_| file.write_all(bytes))
+            .with_context(|| format!("{}: cannot write", self.path.display()))?;
+        *at += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Check every tensor is complete, fsync and rename into place.
+    pub fn finish(mut self) -> Result<()> {
+        if let Some((name, start, at, end)) = self.regions.iter().find(|(_, _, at, end)| at != end)
+        {
+            bail!(
+                "{}: `{name}` got {} of its {} bytes",
+                self.path.display(),
+                at - start,
+                end - start
+            );
+        }
+        let file = self.file.take().context("the output is closed")?;
+        let done = file
+            .sync_all()
+            .and_then(|_| std::fs::rename(&self.tmp, &self.path));
+        if done.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        done.with_context(|| format!("{}: cannot write", self.path.display()))
+    }
+}
+
+impl Drop for TensorFileWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -194,44 +194,50 @@ impl Cqt {
     /// CQT magnitudes of mono `samples` at the config's rate: `[frames, n_bins]` row-major.
     /// `threads` > 1 splits the bins across scoped threads.
     pub fn magnitudes(&self, samples: &[f32], threads: usize) -> Result<Vec<f32>> {
-        if samples.is_empty() {
-            return Err(MertError::Invalid("CQT: the audio is empty".into()));
-        }
-        if samples.iter().any(|x| !x.is_finite()) {
-            return Err(MertError::Invalid(
-                "CQT: the audio holds NaN or infinite samples".into(),
-            ));
-        }
-        let frames = self.config.frames_for(samples.len());
-        let n_bins = self.bins.len();
-        let mut out = vec![0f32; frames * n_bins];
-        // Frames are processed in blocks so the padded copy of the signal stays bounded.
-        const BLOCK: usize = 4096;
-        let hop = self.config.hop_length;
-        let half = (self.width / 2) as isize;
-        let mut t0 = 0;
-        while t0 < frames {
-            let t1 = (t0 + BLOCK).min(frames);
-            // Samples [first, first + len) of the signal, zero outside [0, L).
-            let first = (t0 * hop) as isize - half;
-            let len = (t1 - 1 - t0) * hop + self.width;
-            let padded: Vec<f32> = (0..len as isize)
-                .map(|i| {
-                    let s = first + i;
-                    if s >= 0 && (s as usize) < samples.len() {
-                        samples[s as usize]
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            let block = self.block(&padded, t1 - t0, threads);
-            for (dt, row) in block.chunks_exact(n_bins).enumerate() {
-                out[(t0 + dt) * n_bins..][..n_bins].copy_from_slice(row);
-            }
-            t0 = t1;
-        }
+        let mut stream = self.stream(threads);
+        let mut out = stream.push(samples)?;
+        out.extend(stream.finish()?);
         Ok(out)
+    }
+
+    /// The same transform fed in chunks of any size (a long file never held whole): rows come
+    /// out as soon as their samples are in, identical to [`Cqt::magnitudes`] on the whole clip.
+    pub fn stream(&self, threads: usize) -> CqtStream<'_> {
+        CqtStream {
+            cqt: self,
+            threads,
+            buf: Vec::new(),
+            base: 0,
+            seen: 0,
+            next: 0,
+        }
+    }
+
+    /// Rows `[t0, t1)` of a signal whose samples from index `base` on are `buf` (`seen` in all;
+    /// zero before 0 and from `seen` on).
+    fn block_of(
+        &self,
+        buf: &[f32],
+        base: usize,
+        seen: usize,
+        t0: usize,
+        t1: usize,
+        threads: usize,
+    ) -> Vec<f32> {
+        let hop = self.config.hop_length;
+        let first = (t0 * hop) as isize - (self.width / 2) as isize;
+        let len = (t1 - 1 - t0) * hop + self.width;
+        let padded: Vec<f32> = (0..len as isize)
+            .map(|i| {
+                let s = first + i;
+                if s >= base as isize && (s as usize) < seen {
+                    buf[s as usize - base]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        self.block(&padded, t1 - t0, threads)
     }
 
     /// `[frames, n_bins]` for one block; `padded[0]` is the first sample of frame 0's window.
@@ -374,6 +380,92 @@ fn dot2_frames_generic<const F: usize, const FMA: bool>(
     out
 }
 
+/// Frames are computed in blocks of this many, so the padded copy of the signal stays bounded
+/// (and a stream's blocks fall where a whole clip's do, which keeps the two identical).
+const BLOCK: usize = 4096;
+
+/// [`Cqt::stream`]: push samples, take rows; [`CqtStream::finish`] gives the rows that needed
+/// the end of the signal. Memory stays one block (4096 frames) deep.
+pub struct CqtStream<'a> {
+    cqt: &'a Cqt,
+    threads: usize,
+    /// Signal samples from index `base` on.
+    buf: Vec<f32>,
+    base: usize,
+    /// Samples pushed so far.
+    seen: usize,
+    /// The next frame to compute.
+    next: usize,
+}
+
+impl CqtStream<'_> {
+    /// Feed samples; returns the rows `[frames, n_bins]` now complete (possibly none).
+    pub fn push(&mut self, samples: &[f32]) -> Result<Vec<f32>> {
+        if samples.iter().any(|x| !x.is_finite()) {
+            return Err(MertError::Invalid(
+                "CQT: the audio holds NaN or infinite samples".into(),
+            ));
+        }
+        self.buf.extend_from_slice(samples);
+        self.seen += samples.len();
+        let (hop, half, width) = (
+            self.cqt.config.hop_length,
+            self.cqt.width / 2,
+            self.cqt.width,
+        );
+        let mut out = Vec::new();
+        // A whole block is ready once its last window's samples are in (so the end of the
+        // signal, which decides the last frame, cannot fall inside it).
+        while (self.next + BLOCK - 1) * hop + width <= self.seen + half {
+            let t1 = self.next + BLOCK;
+            out.extend(self.cqt.block_of(
+                &self.buf,
+                self.base,
+                self.seen,
+                self.next,
+                t1,
+                self.threads,
+            ));
+            self.next = t1;
+            self.drop_consumed();
+        }
+        Ok(out)
+    }
+
+    /// The remaining rows, the signal ending with the samples pushed so far.
+    pub fn finish(mut self) -> Result<Vec<f32>> {
+        if self.seen == 0 {
+            return Err(MertError::Invalid("CQT: the audio is empty".into()));
+        }
+        let frames = self.cqt.config.frames_for(self.seen);
+        let mut out = Vec::with_capacity((frames - self.next.min(frames)) * self.cqt.bins.len());
+        while self.next < frames {
+            let t1 = (self.next + BLOCK).min(frames);
+            out.extend(self.cqt.block_of(
+                &self.buf,
+                self.base,
+                self.seen,
+                self.next,
+                t1,
+                self.threads,
+            ));
+            self.next = t1;
+            self.drop_consumed();
+        }
+        Ok(out)
+    }
+
+    /// Forget the samples before the next block's first window.
+    fn drop_consumed(&mut self) {
+        let keep_from = (self.next * self.cqt.config.hop_length).saturating_sub(self.cqt.width / 2);
+        if keep_from > self.base {
+            let n = (keep_from - self.base).min(self.buf.len());
+            self.buf.drain(..n);
+            self.base += n;
+        }
+    }
+}
+
 impl Cqt {
     /// The kernels as conv weights for [`cqt_tensor`]: `[2 * n_bins, 1, width]`, real parts
     /// then negated imaginary parts, each already scaled by `sqrt(l_k)`.
@@ -472,6 +564,44 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(err / max < 1e-5, "burn vs plain: {}", err / max);
+    }
+
+    #[test]
+    fn a_stream_in_any_chunks_equals_the_whole_clip() {
+        let cqt = small();
+        // Three blocks and a bit, so rows come out while samples are still going in.
+        let n = 3 * BLOCK * 320 + 12_345;
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.3)
+            .collect();
+        let whole = cqt.magnitudes(&x, 2).unwrap();
+        assert_eq!(whole.len(), cqt.config.frames_for(n) * 36);
+        let (mut stream, mut out, mut at, mut step) = (cqt.stream(1), Vec::new(), 0, 1usize);
+        let mut early = 0;
+        while at < n {
+            step = (step * 48_271 + 11) % 200_003;
+            let end = (at + step).min(n);
+            out.extend(stream.push(&x[at..end]).unwrap());
+            out.extend(stream.push(&[]).unwrap());
+            at = end;
+            if at < n {
+                early = out.len();
+            }
+        }
+        assert!(early >= 2 * BLOCK * 36, "rows held back: {early}");
+        out.extend(stream.finish().unwrap());
+        assert_eq!(out, whole);
+        // One block over the whole clip (the plain definition) agrees to float rounding.
+        let plain = cqt.block_of(&x, 0, n, 0, cqt.config.frames_for(n), 1);
+        let max = plain.iter().cloned().fold(0f32, f32::max);
+        let err = plain
+            .iter()
+            .zip(&whole)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err / max < 1e-6, "blocks vs one block: {}", err / max);
+        assert!(cqt.stream(1).finish().is_err());
+        assert!(cqt.stream(1).push(&[f32::INFINITY]).is_err());
     }
 
     #[test]

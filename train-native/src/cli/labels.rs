@@ -18,11 +18,12 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use mert_core::MertConfig;
-use mert_core::audio::{decode_file, resample};
+use mert_core::embed::FileSource;
 use mert_core::teachers::{Codec, Cqt, CqtConfig, load_codec_path};
+use safetensors::Dtype;
 
 use super::inputs::{collect_inputs, names_a_folder, output_dir_for_many, output_for};
-use crate::output::{ArrayData, output_folder, safetensors_multi_bytes, write_atomic};
+use crate::output::{TensorFileWriter, output_folder};
 
 #[derive(Debug, Args)]
 pub struct LabelsArgs {
@@ -64,6 +65,7 @@ fn load_codec(path: &std::path::Path, cqt: &CqtConfig) -> Result<(Codec, String,
 }
 
 pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
+    let started = std::time::Instant::now();
     let inputs = collect_inputs(&args.audio)?;
     let single = inputs.len() == 1
         && args.audio.len() == 1
@@ -117,53 +119,77 @@ pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
             }
         };
         let result = (|| -> Result<()> {
+            // A first pass counts the samples (so the output's shapes are known up front);
+            // the second decodes, resamples and labels the audio chunk by chunk, writing rows
+            // as they come: memory stays flat in the file's length.
             at("decoding");
-            let audio = decode_file(&input.path)?;
-            let samples = resample(&audio.samples, audio.sample_rate, config.sample_rate)?;
+            let (mut source, samples) = FileSource::open(&input.path, config.sample_rate)?;
             // The model's frames for the same audio (MERT-v1's conv stack, which the CQT's
             // hop and rate are paired with).
-            let model_frames = MertConfig::mert_v1_95m().frames_for(samples.len());
+            let model_frames = MertConfig::mert_v1_95m().frames_for(samples);
             if model_frames == 0 {
                 bail!(
-                    "too short: {} samples at {} Hz, the model needs at least 400 for one frame",
-                    samples.len(),
+                    "too short: {samples} samples at {} Hz, the model needs at least 400 for one frame",
                     config.sample_rate
                 );
             }
-            at("constant-Q transform");
-            let mut mags = cqt.magnitudes(&samples, threads)?;
-            let cqt_frames = config.frames_for(samples.len());
-            // 1 + L / 320 >= floor((L - 400) / 320) + 1: keep the model's frames.
-            mags.truncate(model_frames * config.n_bins);
             let mut metadata = HashMap::from([
                 ("mert.cqt".to_string(), serde_json::to_string(&config)?),
                 ("mert.source".to_string(), input.path.display().to_string()),
-                ("mert.samples".to_string(), samples.len().to_string()),
+                ("mert.samples".to_string(), samples.to_string()),
                 ("mert.model_frames".to_string(), model_frames.to_string()),
-                ("mert.cqt_frames".to_string(), cqt_frames.to_string()),
+                (
+                    "mert.cqt_frames".to_string(),
+                    config.frames_for(samples).to_string(),
+                ),
             ]);
             let cqt_shape = [model_frames, config.n_bins];
-            let mut tensors = vec![("cqt", &cqt_shape[..], ArrayData::F32(&mags))];
-            let codes = match &codec {
-                Some((codec, codec_json, codec_source)) => {
-                    at("codec");
-                    let mut codes = codec.encode(&samples)?;
-                    metadata.insert("mert.codec".to_string(), codec_json.clone());
-                    metadata.insert("mert.codec.source".to_string(), codec_source.clone());
-                    metadata.insert("mert.codec_frames".to_string(), codes.frames.to_string());
-                    // ceil(L / 320) >= floor((L - 400) / 320) + 1: keep the model's frames.
-                    codes.truncate(model_frames);
-                    Some(codes)
-                }
-                None => None,
-            };
-            let codes_shape = codes.as_ref().map(|c| [c.frames, c.n_q]);
-            if let (Some(codes), Some(shape)) = (&codes, &codes_shape) {
-                tensors.push(("codes", &shape[..], ArrayData::I64(&codes.data)));
+            let mut tensors = vec![("cqt", Dtype::F32, &cqt_shape[..])];
+            let codes_shape = codec.as_ref().map(|(c, _, _)| [model_frames, c.config().n_q]);
+            if let Some((codec, codec_json, codec_source)) = &codec {
+                metadata.insert("mert.codec".to_string(), codec_json.clone());
+                metadata.insert("mert.codec.source".to_string(), codec_source.clone());
+                metadata.insert(
+                    "mert.codec_frames".to_string(),
+                    codec.config().frames_for(samples).to_string(),
+                );
             }
-            let bytes = safetensors_multi_bytes(&tensors, metadata)?;
+            if let Some(shape) = &codes_shape {
+                tensors.push(("codes", Dtype::I64, &shape[..]));
+            }
+            let mut file = TensorFileWriter::create(&out, &tensors, &metadata)?;
+            // Both teachers give at least the model's frames: the first `model_frames` rows
+            // of each are kept (row `t` = the target of model frame `t`).
+            let mut cqt_rows = Rows::new(config.n_bins, model_frames);
+            let mut code_rows = Rows::new(codes_shape.map_or(1, |s| s[1]), model_frames);
+            let mut cqt_stream = cqt.stream(threads);
+            let mut codec_stream = codec.as_ref().map(|(c, _, _)| c.stream());
+            let (mut done, mut step) = (0usize, 0usize);
+            at("labels 0%");
+            let mut chunk = source.next_chunk()?;
+            while let Some(samples_in) = chunk {
+                let rows = cqt_stream.push(&samples_in)?;
+                file.append(0, &cqt_rows.keep_f32(&rows))?;
+                if let Some(stream) = codec_stream.as_mut() {
+                    let codes = stream.push(&samples_in)?;
+                    file.append(1, &code_rows.keep_i64(&codes))?;
+                }
+                done += samples_in.len();
+                if done * 100 / samples >= step + 5 {
+                    step = done * 100 / samples;
+                    at(&format!("labels {step}%"));
+                }
+                chunk = source.next_chunk()?;
+            }
+            if done != samples {
+                bail!("decoded {done} samples, the first pass counted {samples}");
+            }
+            file.append(0, &cqt_rows.keep_f32(&cqt_stream.finish()?))?;
+            if let Some(stream) = codec_stream {
+                file.append(1, &code_rows.keep_i64(&stream.finish()?))?;
+            }
             at("writing");
-            write_atomic(&out, &bytes)
+            file.finish()
         })()
         .with_context(|| input.path.display().to_string());
         if let Some(s) = stage {
@@ -190,6 +216,8 @@ pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
             "files": inputs.len(),
             "written": written,
             "failed": failed,
+            "elapsed_s": started.elapsed().as_secs_f64(),
+            "peak_rss_mb": super::bench::peak_rss_mb(),
         });
         println!("{summary}");
     }
@@ -197,4 +225,39 @@ pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
         bail!("{failed} of {} files failed", inputs.len());
     }
     Ok(())
+}
+
+/// Counts rows of `width` values and keeps the first `keep`, as little-endian bytes.
+struct Rows {
+    width: usize,
+    keep: usize,
+    seen: usize,
+}
+
+impl Rows {
+    fn new(width: usize, keep: usize) -> Self {
+        Self {
+            width,
+            keep,
+            seen: 0,
+        }
+    }
+
+    /// How many of `values`' leading values are still kept.
+    fn take(&mut self, values: usize) -> usize {
+        let rows = values / self.width;
+        let kept = rows.min(self.keep.saturating_sub(self.seen));
+        self.seen += rows;
+        kept * self.width
+    }
+
+    fn keep_f32(&mut self, values: &[f32]) -> Vec<u8> {
+        let n = self.take(values.len());
+        values[..n].iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    fn keep_i64(&mut self, values: &[i64]) -> Vec<u8> {
+        let n = self.take(values.len());
+        values[..n].iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
 }

@@ -298,15 +298,7 @@ impl Codec {
     pub fn encode_chunked(&self, samples: &[f32], chunk_frames: usize) -> Result<Codes> {
         let n_q = self.config.n_q;
         let mut data = Vec::with_capacity(self.config.frames_for(samples.len()) * n_q);
-        self.run(samples, chunk_frames, |emb| {
-            // [frames, dimension]
-            let codes = self.quantizer.encode(emb);
-            let codes = codes.try_into_vec_as::<i64>().map_err(|e| {
-                MertError::Invalid(format!("codec: cannot read the codes back: {e:?}"))
-            })?;
-            data.extend(codes);
-            Ok(())
-        })?;
+        self.run(samples, chunk_frames, |emb| self.codes_into(emb, &mut data))?;
         Ok(Codes {
             frames: data.len() / n_q,
             n_q,
@@ -400,6 +392,15 @@ impl Codec {
         Ok(out)
     }
 
+    /// The codes of encoder output `[frames, dimension]`, appended to `data`.
+    fn codes_into(&self, emb: Tensor<2>, data: &mut Vec<i64>) -> Result<()> {
+        let codes = self.quantizer.encode(emb);
+        data.extend(codes.try_into_vec_as::<i64>().map_err(|e| {
+            MertError::Invalid(format!("codec: cannot read the codes back: {e:?}"))
+        })?);
+        Ok(())
+    }
+
     /// Run the encoder over `samples` chunk by chunk, handing each chunk's output
     /// `[frames, dimension]` to `sink` in order.
     fn run(
@@ -408,37 +409,121 @@ impl Codec {
         chunk_frames: usize,
         mut sink: impl FnMut(Tensor<2>) -> Result<()>,
     ) -> Result<()> {
-        if samples.is_empty() {
-            return Err(MertError::Invalid("codec: the audio is empty".into()));
+        let mut stream = EncoderStream::new(self, chunk_frames);
+        stream.push(samples, &mut sink)?;
+        stream.finish(&mut sink)
+    }
+
+    /// The codes of audio fed in chunks of any size, identical to [`Codec::encode`] on the
+    /// whole clip; memory stays one chunk deep.
+    pub fn stream(&self) -> CodecStream<'_> {
+        CodecStream(EncoderStream::new(self, DEFAULT_CHUNK_FRAMES))
+    }
+}
+
+/// [`Codec::stream`]: push samples, take codes `[frames, n_q]` row-major.
+pub struct CodecStream<'a>(EncoderStream<'a>);
+
+impl CodecStream<'_> {
+    /// Feed samples; returns the codes of the frames now complete (possibly none).
+    pub fn push(&mut self, samples: &[f32]) -> Result<Vec<i64>> {
+        let mut codes = Vec::new();
+        let codec = self.0.codec;
+        self.0
+            .push(samples, &mut |emb| codec.codes_into(emb, &mut codes))?;
+        Ok(codes)
+    }
+
+    /// The codes of the remaining frames, the audio ending here.
+    pub fn finish(self) -> Result<Vec<i64>> {
+        let mut codes = Vec::new();
+        let codec = self.0.codec;
+        self.0
+            .finish(&mut |emb| codec.codes_into(emb, &mut codes))?;
+        Ok(codes)
+    }
+}
+
+/// The encoder run chunk by chunk with its state carried over: chunks go through whole, except
+/// that the last one (which pads the end) is only known at [`EncoderStream::finish`], so up
+/// to one chunk of samples waits.
+struct EncoderStream<'a> {
+    codec: &'a Codec,
+    state: SeanetState,
+    buf: Vec<f32>,
+    chunk: usize,
+    pushed: bool,
+}
+
+impl<'a> EncoderStream<'a> {
+    fn new(codec: &'a Codec, chunk_frames: usize) -> Self {
+        let chunk = chunk_frames
+            .max(codec.min_chunk_frames())
+            .saturating_mul(codec.config.hop_length());
+        Self {
+            codec,
+            state: SeanetState::new(&codec.encoder),
+            buf: Vec::new(),
+            chunk,
+            pushed: false,
         }
+    }
+
+    fn push(
+        &mut self,
+        samples: &[f32],
+        sink: &mut impl FnMut(Tensor<2>) -> Result<()>,
+    ) -> Result<()> {
         if samples.iter().any(|x| !x.is_finite()) {
             return Err(MertError::Invalid(
                 "codec: the audio holds NaN or infinite samples".into(),
             ));
         }
-        let chunk = chunk_frames.max(self.min_chunk_frames()) * self.config.hop_length();
-        let mut state = SeanetState::new(&self.encoder);
-        let mut pos = 0;
-        while pos < samples.len() {
-            let end = if samples.len() - pos <= chunk {
-                samples.len()
+        self.pushed |= !samples.is_empty();
+        // Whatever is beyond one chunk is not in the last chunk: encode it now, topping up the
+        // buffer first and taking the rest straight from `samples` (no copy of a whole clip).
+        let mut rest = samples;
+        while self.buf.len() + rest.len() > self.chunk {
+            if self.buf.is_empty() {
+                let (piece, more) = rest.split_at(self.chunk);
+                encode_piece(self.codec, &mut self.state, piece, false, sink)?;
+                rest = more;
             } else {
-                pos + chunk
-            };
-            let piece = &samples[pos..end];
-            let x = Tensor::<3>::from_data(
-                TensorData::new(piece.to_vec(), [1, 1, piece.len()]),
-                &self.device,
-            );
-            let last = end == samples.len();
-            // [1, dimension, frames] -> [frames, dimension]
-            let y = self.encoder.forward(x, &mut state, last)?;
-            let [_, dim, frames] = y.dims();
-            sink(y.reshape([dim, frames]).transpose())?;
-            pos = end;
+                let take = self.chunk - self.buf.len();
+                self.buf.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                encode_piece(self.codec, &mut self.state, &self.buf, false, sink)?;
+                self.buf.clear();
+            }
         }
+        self.buf.extend_from_slice(rest);
         Ok(())
     }
+
+    fn finish(mut self, sink: &mut impl FnMut(Tensor<2>) -> Result<()>) -> Result<()> {
+        if !self.pushed {
+            return Err(MertError::Invalid("codec: the audio is empty".into()));
+        }
+        encode_piece(self.codec, &mut self.state, &self.buf, true, sink)
+    }
+}
+
+/// Encode one chunk, handing `[frames, dimension]` to `sink`.
+fn encode_piece(
+    codec: &Codec,
+    state: &mut SeanetState,
+    piece: &[f32],
+    last: bool,
+    sink: &mut impl FnMut(Tensor<2>) -> Result<()>,
+) -> Result<()> {
+    let x = Tensor::<3>::from_data(
+        TensorData::new(piece.to_vec(), [1, 1, piece.len()]),
+        &codec.device,
+    );
+    // [1, dimension, frames] -> [frames, dimension]
+    let y = codec.encoder.forward(x, state, last)?;
+    let [_, dim, frames] = y.dims();
+    sink(y.reshape([dim, frames]).transpose())
 }
 
 #[cfg(test)]
