@@ -264,6 +264,8 @@ pub struct AudioStream {
     /// Frames the container states (without encoder delay and padding), and frames decoded.
     stated_frames: Option<u64>,
     decoded_frames: u64,
+    /// Opened as a stream because its end is missing (see [`AudioStream::from_source`]).
+    cut_short: bool,
     warn: bool,
     done: bool,
 }
@@ -291,28 +293,53 @@ impl AudioStream {
             return Err(fail("empty file (0 bytes)".into()));
         }
         let placeholder_length = check_header(source.as_mut()).map_err(fail)?;
-        let mss = MediaSourceStream::new(source, Default::default());
         let mut hint = Hint::new();
         if let Some(ext) = extension {
             hint.with_extension(ext);
         }
-        let format = symphonia::default::get_probe()
-            .probe(
+        let shared = super::source::SharedSource::new(source);
+        let seekable = shared.is_seekable();
+        let probe = |seekable: bool| {
+            let view = shared.view(seekable).map_err(SymError::IoError)?;
+            let mss = MediaSourceStream::new(Box::new(view), Default::default());
+            symphonia::default::get_probe().probe(
                 &hint,
                 mss,
                 FormatOptions::default(),
                 MetadataOptions::default(),
             )
-            .map_err(|e| match e {
-                // the reader wanted more of the file than there is: cut short, not unknown
-                SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    fail("the file ends before its header or first audio (truncated?)".into())
+        };
+        let eof = |e: &SymError| matches!(e, SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof);
+        // Matroska: a Segment that claims more bytes than the file has is not found at all
+        let cut_segment = |e: &SymError| e.to_string().contains("missing segment element");
+        let mut cut_short = false;
+        let format = match probe(seekable) {
+            // A reader that looked for the file's end (an AIFF chunk's stated size, a Matroska
+            // Segment's) and found it missing: read the file as a stream, up to where it was
+            // cut, as a truncated download deserves.
+            Err(e) if seekable && (eof(&e) || cut_segment(&e)) => match probe(false) {
+                Ok(format) => {
+                    cut_short = true;
+                    Ok(format)
                 }
-                e if e.to_string().contains("crc mismatch") => fail(format!(
-                    "the file is damaged at its start ({e}): its first pages fail their checksum"
-                )),
-                e => fail(format!("unsupported or unrecognised audio format ({e})")),
-            })?;
+                Err(_) => Err(e),
+            },
+            other => other,
+        }
+        .map_err(|e| match e {
+            // the reader wanted more of the file than there is: cut short, not unknown
+            e if eof(&e) => {
+                fail("the file ends before its header or first audio (truncated?)".into())
+            }
+            e if e.to_string().contains("crc mismatch") => fail(format!(
+                "the file is damaged at its start ({e}): its first pages fail their checksum"
+            )),
+            // MP4's index usually comes last: a cut download has none
+            e if e.to_string().contains("missing moov atom") => fail(format!(
+                "the MP4 index (moov atom) is missing: the file is truncated or still downloading ({e})"
+            )),
+            e => fail(format!("unsupported or unrecognised audio format ({e})")),
+        })?;
         let track = format
             .default_track(TrackType::Audio)
             .ok_or_else(|| fail("no audio track".into()))?;
@@ -363,6 +390,7 @@ impl AudioStream {
             bad_packets: 0,
             stated_frames,
             decoded_frames: 0,
+            cut_short,
             warn: true,
             done: false,
         })
@@ -496,6 +524,12 @@ impl AudioStream {
                 "decoded {:.2} s of the {:.2} s its header states",
                 seconds(self.decoded_frames),
                 seconds(n)
+            ));
+        }
+        if self.cut_short && short.is_none() {
+            problems.push(format!(
+                "its end is missing; decoded the {:.2} s that are there",
+                seconds(self.decoded_frames)
             ));
         }
         if !problems.is_empty() {

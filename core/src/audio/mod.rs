@@ -5,6 +5,7 @@ pub mod decode;
 pub mod normalize;
 mod opus;
 pub mod resample;
+mod source;
 
 pub use decode::{AudioStream, MonoAudio, decode_bytes, decode_file};
 pub use normalize::normalize;
