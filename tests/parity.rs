@@ -220,6 +220,99 @@ fn fairseq_checkpoints_match_reference_on_every_layer() {
     }
 }
 
+/// Sharded folders as `save_pretrained(max_shard_size=...)` writes them
+/// (`tests/reference/gen_sharded.py`): the same tensors as the one-file folder, from the
+/// folder or from the index given directly.
+#[test]
+fn sharded_checkpoints_load_the_same_tensors() {
+    let dir = fixture("mert_tiny");
+    let whole = load_path(&dir).unwrap();
+    let sharded = fixture("mert_tiny_sharded");
+    for (folder, index) in [
+        ("safetensors", "model.safetensors.index.json"),
+        ("bin", "pytorch_model.bin.index.json"),
+    ] {
+        for path in [sharded.join(folder), sharded.join(folder).join(index)] {
+            let c = load_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(
+                c.tensors.tensors,
+                whole.tensors.tensors,
+                "{}",
+                path.display()
+            );
+            assert_eq!(
+                c.mask_embedding.as_ref().map(|t| &t.data),
+                whole.mask_embedding.as_ref().map(|t| &t.data)
+            );
+        }
+    }
+    let errs = check_hidden_states(&dir, &load_path(&sharded.join("safetensors")).unwrap());
+    eprintln!("mert_tiny (sharded) per-layer rel err: {}", fmt_errs(&errs));
+
+    // A broken index is named with what is wrong.
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(sharded.join("safetensors")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+    }
+    let index_path = tmp.path().join("model.safetensors.index.json");
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&index_path).unwrap()).unwrap();
+    let refused = |edit: &dyn Fn(&mut serde_json::Value), needles: &[&str]| {
+        let mut bad = index.clone();
+        edit(&mut bad);
+        std::fs::write(&index_path, bad.to_string()).unwrap();
+        let e = load_path(tmp.path()).unwrap_err().to_string();
+        for n in needles {
+            assert!(e.contains(n), "`{n}` not in: {e}");
+        }
+    };
+    let map = |v: &mut serde_json::Value, key: &str, shard: &str| {
+        v["weight_map"][key] = serde_json::json!(shard);
+    };
+    refused(
+        &|v| map(v, "encoder.layer_norm.bias", "../model.safetensors"),
+        &["encoder.layer_norm.bias", "not a file name"],
+    );
+    refused(
+        &|v| {
+            map(
+                v,
+                "encoder.layer_norm.bias",
+                "model-00009-of-00009.safetensors",
+            )
+        },
+        &["model-00009-of-00009.safetensors"],
+    );
+    refused(
+        &|v| {
+            map(
+                v,
+                "encoder.layer_norm.bias",
+                "model-00003-of-00003.safetensors",
+            )
+        },
+        &[
+            "model-00003-of-00003.safetensors",
+            "encoder.layer_norm.bias",
+            "places there",
+        ],
+    );
+    refused(
+        &|v| *v = serde_json::json!({"metadata": {}}),
+        &["weight_map"],
+    );
+    refused(
+        &|v| {
+            v["weight_map"]
+                .as_object_mut()
+                .unwrap()
+                .remove("encoder.layer_norm.bias");
+        },
+        &["encoder.layer_norm.bias"],
+    );
+}
+
 #[test]
 fn bad_fairseq_checkpoints_are_refused_by_name() {
     let marker = Path::new("/tmp/mert_pwned");

@@ -7,6 +7,7 @@ mod fairseq;
 pub mod keys;
 pub mod kit;
 mod pickle_scan;
+pub mod shards;
 pub mod tensors;
 pub mod weights;
 
@@ -270,7 +271,7 @@ pub(crate) fn one_line(e: MertError) -> MertError {
 
 /// A model, config or model-card path must be a regular file (not `/dev/zero`, a FIFO or a
 /// folder), so that its size is known before it is read.
-fn regular_file(path: &Path) -> Result<u64> {
+pub(crate) fn regular_file(path: &Path) -> Result<u64> {
     let meta = std::fs::metadata(path).map_err(|e| MertError::io(path, e))?;
     if !meta.is_file() {
         return Err(MertError::format(
@@ -282,7 +283,7 @@ fn regular_file(path: &Path) -> Result<u64> {
 }
 
 /// A small text file (config.json), at most `limit` bytes.
-fn read_text(path: &Path, limit: u64) -> Result<String> {
+pub(crate) fn read_text(path: &Path, limit: u64) -> Result<String> {
     let len = regular_file(path)?;
     if len > limit {
         return Err(MertError::format(
@@ -333,6 +334,10 @@ fn load_any(path: &Path) -> Result<Checkpoint> {
                 "a PyTorch weights file needs the config.json of its Hugging Face folder beside it (or is a fairseq checkpoint with `cfg` and `model`)",
             ),
         },
+        "json" if shards::is_index(path) => weights_beside_config(
+            path,
+            "a shard index needs the config.json of its Hugging Face folder beside it",
+        ),
         _ => Err(MertError::format(
             path,
             "unknown model file type; expected a Hugging Face folder, a .safetensors file, a pytorch_model.bin or a fairseq .pt",
@@ -358,24 +363,27 @@ fn weights_beside_config(path: &Path, missing: &str) -> Result<Checkpoint> {
     }
 }
 
-/// A Hugging Face folder: `config.json` plus `model.safetensors` (preferred) or
-/// `pytorch_model.bin`, or the explicitly given weights file.
+/// A Hugging Face folder: `config.json` plus `model.safetensors` (preferred),
+/// `pytorch_model.bin` or a sharded checkpoint's index, or the explicitly given weights file.
 fn load_hf_folder(folder: &Path, weights: Option<PathBuf>) -> Result<Checkpoint> {
     let config_path = folder.join("config.json");
     let weights = match weights {
         Some(w) => w,
         None => ["model.safetensors", "pytorch_model.bin"]
             .iter()
+            .chain(&shards::INDEX_FILES)
             .map(|name| folder.join(name))
             .find(|p| p.is_file())
             .ok_or_else(|| {
                 MertError::format(
                     folder,
-                    "holds neither model.safetensors nor pytorch_model.bin",
+                    "holds neither model.safetensors nor pytorch_model.bin (nor a sharded checkpoint's model.safetensors.index.json or pytorch_model.bin.index.json)",
                 )
             })?,
     };
-    let tensors = if weights.extension().is_some_and(|e| e == "safetensors") {
+    let tensors = if shards::is_index(&weights) {
+        shards::read_sharded(&weights)?
+    } else if weights.extension().is_some_and(|e| e == "safetensors") {
         let bytes = std::fs::read(&weights).map_err(|e| MertError::io(&weights, e))?;
         // A kit file placed in a folder (`mert quantize DIR --out DIR/model.safetensors`)
         // loads as the kit file it is: its own config and quantization win.
