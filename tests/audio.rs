@@ -243,6 +243,31 @@ fn chained_and_damaged_opus() {
     assert!(err.contains("bad.opus") && err.contains("damaged"), "{err}");
 }
 
+/// A source that cannot seek (a socket, a pipe wrapped by an app) decodes as a stream, the
+/// same samples as the file.
+#[test]
+fn a_source_that_cannot_seek_decodes() {
+    use symphonia::core::io::ReadOnlySource;
+    for name in [
+        "wav_s16_44100_stereo.wav",
+        "flac_s16_44100_stereo.flac",
+        "mp3_44100_stereo.mp3",
+    ] {
+        let path = dir().join(name);
+        let whole = mert_core::audio::decode_file(&path).unwrap();
+        let bytes = std::io::Cursor::new(std::fs::read(&path).unwrap());
+        let ext = name.rsplit_once('.').map(|(_, e)| e);
+        let stream = mert_core::audio::AudioStream::from_source(
+            Box::new(ReadOnlySource::new(bytes)),
+            ext,
+            name,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let streamed = stream.collect().unwrap();
+        assert_eq!(streamed.samples, whole.samples, "{name}");
+    }
+}
+
 /// A download cut short decodes up to the cut: the readers that look for the file's end (AIFF's
 /// chunk size, Matroska's Segment size) are given the file as a stream. Where nothing can be
 /// decoded (the cut is inside the headers, or MP4's index is missing) the message says

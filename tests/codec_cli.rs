@@ -175,6 +175,29 @@ fn resumed_run_matches_and_the_codec_is_accepted() {
     let codes = st.tensor("codes").unwrap();
     assert_eq!(codes.shape()[1], 2);
     assert!(codes.shape()[0] > 100);
+    // in folder mode an existing output is skipped, unless a `--codec` run finds it without
+    // codes: then it is labelled again
+    let folder = tmp.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    let clip = example_clip();
+    let second = tmp.path().join("second.wav");
+    std::fs::copy(&clip, &second).unwrap();
+    let two = [clip.to_str().unwrap(), second.to_str().unwrap()];
+    ok(&["labels", two[0], two[1], "--out", folder.to_str().unwrap()]);
+    let has_codes = |name: &str| {
+        let bytes = std::fs::read(folder.join(name)).unwrap();
+        safetensors::SafeTensors::deserialize(&bytes)
+            .unwrap()
+            .tensor("codes")
+            .is_ok()
+    };
+    assert!(!has_codes("second.safetensors"));
+    let codec_arg = codec.to_str().unwrap();
+    let out_arg = folder.to_str().unwrap();
+    ok(&[
+        "labels", two[0], two[1], "--codec", codec_arg, "--out", out_arg,
+    ]);
+    assert!(has_codes("second.safetensors") && has_codes("phrase.safetensors"));
     // ... and so does pretraining, as its acoustic teacher
     let pretrain = tmp.path().join("pretrain.toml");
     std::fs::write(

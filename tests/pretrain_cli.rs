@@ -13,7 +13,11 @@ use mert_cli::{example_clip, fails, mert, ok};
 
 /// A run file for the tiny model on the example clip: 1 s crops, 3 s segments.
 fn run_file(dir: &Path, steps: u64, checkpoint_every: u64, extra: &str) -> PathBuf {
-    let clip = example_clip();
+    run_file_on(dir, &example_clip(), steps, checkpoint_every, extra)
+}
+
+/// [`run_file`] training (and validating) on `clip`.
+fn run_file_on(dir: &Path, clip: &Path, steps: u64, checkpoint_every: u64, extra: &str) -> PathBuf {
     let text = format!(
         r#"
 [model]
@@ -129,6 +133,29 @@ fn resumed_run_continues_the_same_loss_curve() {
         "--resume",
     ]);
     same_curve(&whole, &parts, 6, 1e-6);
+    // A config asking for fewer steps than the run has made is refused before the run's
+    // files are touched (they would be rewritten as a shorter run's).
+    let before = std::fs::read(parts.join("config.toml")).unwrap();
+    let model = std::fs::read(parts.join("model.safetensors")).unwrap();
+    let short = run_file(tmp.path(), 3, 100, "");
+    let past = fails(&[
+        "pretrain",
+        "--config",
+        short.to_str().unwrap(),
+        "--out",
+        parts.to_str().unwrap(),
+        "--resume",
+        "--quiet",
+    ]);
+    assert!(
+        past.contains("step 6") && past.contains("max_steps = 3"),
+        "{past}"
+    );
+    assert_eq!(std::fs::read(parts.join("config.toml")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(parts.join("model.safetensors")).unwrap(),
+        model
+    );
     // The exported model is a kit file `mert embed` reads.
     let emb = tmp.path().join("e.npy");
     ok(&[
@@ -141,6 +168,38 @@ fn resumed_run_continues_the_same_loss_curve() {
         "--quiet",
     ]);
     assert!(std::fs::metadata(&emb).unwrap().len() > 1000);
+}
+
+/// The label cache is keyed by file, not by position in the list: a run whose data differs
+/// from what an earlier run cached there labels its own files (it once reused the earlier
+/// run's entries position by position and trained on the wrong audio).
+#[test]
+fn the_label_cache_follows_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seconds = |config: &Path, out: &str| -> f64 {
+        let json = ok(&[
+            "pretrain",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            tmp.path().join(out).to_str().unwrap(),
+            "--quiet",
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(json.lines().last().unwrap()).unwrap();
+        v["train_seconds_of_audio"].as_f64().unwrap()
+    };
+    let first = seconds(&run_file(tmp.path(), 1, 100, ""), "a");
+    // a 4 s clip of its own, cached where the first run's 3 s segments are
+    let other = tmp.path().join("other.wav");
+    let tone: Vec<f32> = (0..96_000).map(|i| 0.3 * (i as f32 * 0.05).sin()).collect();
+    mert_cli::write_wav(&other, 24_000, &tone);
+    let second = seconds(&run_file_on(tmp.path(), &other, 1, 100, ""), "b");
+    assert!(
+        (second - 4.0).abs() < 1e-6,
+        "{second} s (first run: {first} s)"
+    );
+    assert!((first - second).abs() > 0.5, "{first} vs {second}");
 }
 
 /// Data parallel on two CPU replicas (burn's multi-device path: a model copy per device,

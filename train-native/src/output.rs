@@ -415,7 +415,11 @@ impl TensorFileWriter {
         let mut offset = 0usize;
         let mut spans = Vec::new();
         for (name, dtype, shape) in tensors {
-            let bytes = shape.iter().product::<usize>() * dtype.bitsize() / 8;
+            let bytes = shape
+                .iter()
+                .try_fold(dtype.bitsize() / 8, |n, &d| n.checked_mul(d))
+                .filter(|&n| offset.checked_add(n).is_some())
+                .with_context(|| format!("{}: `{name}` {shape:?} is too large", path.display()))?;
             header.insert(
                 name.to_string(),
                 serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]}),

@@ -400,6 +400,7 @@ impl AudioStream {
     /// (sox writes a placeholder), so decoding less than it states is not reported.
     pub fn piped(mut self) -> Self {
         self.stated_frames = None;
+        self.cut_short = false;
         self
     }
 
@@ -528,7 +529,7 @@ impl AudioStream {
         }
         if self.cut_short && short.is_none() {
             problems.push(format!(
-                "its end is missing; decoded the {:.2} s that are there",
+                "its header states more than the file holds (cut short?); decoded the {:.2} s that are there",
                 seconds(self.decoded_frames)
             ));
         }

@@ -1,6 +1,6 @@
-//! A media source that can be opened a second time as if it could not seek: symphonia's Ogg,
-//! AIFF and CAF readers use seeking to read a file's end (the last page's granule, a chunk's
-//! stated size) and fail on a truncated download, which they read to its cut without it.
+//! A media source that can be opened a second time as if it could not seek: symphonia's AIFF
+//! reader (a chunk's stated size) and Matroska reader (the Segment's size) look for a file's
+//! stated end and fail on a truncated download, which they read to its cut without seeking.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex};
@@ -28,9 +28,16 @@ impl SharedSource {
         self.with(|s| s.is_seekable())
     }
 
-    /// A view from the start of the source; `seekable: false` hides seeking and the length.
+    /// A view from the start of the source (a source that cannot seek is viewed where it
+    /// is, once); `seekable: false` hides seeking and the length.
     pub(crate) fn view(&self, seekable: bool) -> std::io::Result<SourceView> {
-        self.with(|s| s.seek(SeekFrom::Start(0)))?;
+        self.with(|s| {
+            if s.is_seekable() {
+                s.seek(SeekFrom::Start(0)).map(|_| ())
+            } else {
+                Ok(())
+            }
+        })?;
         Ok(SourceView {
             shared: self.clone(),
             seekable,
@@ -51,7 +58,7 @@ impl Read for SourceView {
 
 impl Seek for SourceView {
     fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
-        // symphonia asks for the position (`SeekFrom::Current(0)`) even when it cannot seek
+        // a relative seek of 0 only asks for the position, which a stream can answer
         if !self.seekable && pos != SeekFrom::Current(0) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::Unsupported,

@@ -369,10 +369,15 @@ fn load_hf_folder(folder: &Path, weights: Option<PathBuf>) -> Result<Checkpoint>
     let config_path = folder.join("config.json");
     let weights = match weights {
         Some(w) => w,
-        None => ["model.safetensors", "pytorch_model.bin"]
-            .iter()
-            .chain(&shards::INDEX_FILES)
-            .map(|name| folder.join(name))
+        // transformers' order: safetensors (whole, then sharded) before pickles
+        None => [
+            "model.safetensors",
+            shards::INDEX_FILES[0],
+            "pytorch_model.bin",
+            shards::INDEX_FILES[1],
+        ]
+        .iter()
+        .map(|name| folder.join(name))
             .find(|p| p.is_file())
             .ok_or_else(|| {
                 MertError::format(

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::tensors::{self, TensorMap};
 use crate::error::{MertError, Result};
 
-/// The index files a sharded folder may hold, in order of preference.
+/// The index files a sharded folder may hold.
 pub const INDEX_FILES: [&str; 2] = [
     "model.safetensors.index.json",
     "pytorch_model.bin.index.json",
@@ -48,7 +48,6 @@ pub fn read_sharded(index: &Path) -> Result<TensorMap> {
         let plain = Path::new(shard)
             .file_name()
             .is_some_and(|n| n == std::ffi::OsStr::new(shard))
-            && shard != ".."
             && !shard.contains(['/', '\\']);
         if !plain {
             return Err(bad(format!(
@@ -71,17 +70,25 @@ pub fn read_sharded(index: &Path) -> Result<TensorMap> {
         } else {
             tensors::read_pytorch(&path)?
         };
-        for key in keys {
-            let tensor = part.tensors.remove(key).ok_or_else(|| {
-                MertError::format(
-                    &path,
-                    format!(
-                        "has no tensor `{key}`, which {} places there",
-                        index.display()
-                    ),
-                )
-            })?;
-            all.tensors.insert(key.clone(), tensor);
+        if let Some(key) = keys.iter().find(|k| !part.tensors.contains_key(*k)) {
+            return Err(MertError::format(
+                &path,
+                format!(
+                    "has no tensor `{key}`, which {} places there",
+                    index.display()
+                ),
+            ));
+        }
+        // Like transformers, every tensor of a listed shard is loaded; one the index places
+        // in another shard is that shard's.
+        for (key, tensor) in std::mem::take(&mut part.tensors) {
+            let elsewhere = map
+                .get(&key)
+                .and_then(|v| v.as_str())
+                .is_some_and(|s| s != shard);
+            if !elsewhere {
+                all.tensors.insert(key, tensor);
+            }
         }
     }
     Ok(all)

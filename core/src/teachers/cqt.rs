@@ -194,9 +194,17 @@ impl Cqt {
     /// CQT magnitudes of mono `samples` at the config's rate: `[frames, n_bins]` row-major.
     /// `threads` > 1 splits the bins across scoped threads.
     pub fn magnitudes(&self, samples: &[f32], threads: usize) -> Result<Vec<f32>> {
-        let mut stream = self.stream(threads);
-        let mut out = stream.push(samples)?;
-        out.extend(stream.finish()?);
+        if samples.is_empty() {
+            return Err(MertError::Invalid("CQT: the audio is empty".into()));
+        }
+        check_finite(samples)?;
+        // the same blocks as a stream's, read from the clip in place
+        let frames = self.config.frames_for(samples.len());
+        let mut out = Vec::with_capacity(frames * self.bins.len());
+        for t0 in (0..frames).step_by(BLOCK) {
+            let t1 = (t0 + BLOCK).min(frames);
+            out.extend(self.block_of(samples, 0, samples.len(), t0, t1, threads));
+        }
         Ok(out)
     }
 
@@ -384,6 +392,15 @@ fn dot2_frames_generic<const F: usize, const FMA: bool>(
 /// (and a stream's blocks fall where a whole clip's do, which keeps the two identical).
 const BLOCK: usize = 4096;
 
+fn check_finite(samples: &[f32]) -> Result<()> {
+    if samples.iter().any(|x| !x.is_finite()) {
+        return Err(MertError::Invalid(
+            "CQT: the audio holds NaN or infinite samples".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// [`Cqt::stream`]: push samples, take rows; [`CqtStream::finish`] gives the rows that needed
 /// the end of the signal. Memory stays one block (4096 frames) deep.
 pub struct CqtStream<'a> {
@@ -401,11 +418,7 @@ pub struct CqtStream<'a> {
 impl CqtStream<'_> {
     /// Feed samples; returns the rows `[frames, n_bins]` now complete (possibly none).
     pub fn push(&mut self, samples: &[f32]) -> Result<Vec<f32>> {
-        if samples.iter().any(|x| !x.is_finite()) {
-            return Err(MertError::Invalid(
-                "CQT: the audio holds NaN or infinite samples".into(),
-            ));
-        }
+        check_finite(samples)?;
         self.buf.extend_from_slice(samples);
         self.seen += samples.len();
         let (hop, half, width) = (

@@ -103,7 +103,9 @@ pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
         } else {
             output_for(input, &args.out, "safetensors")?
         };
-        if !single && out.exists() {
+        // an existing output is kept when it holds what this run would write (a `--codec`
+        // run re-labels one made without codes)
+        if !single && out.exists() && (codec.is_none() || has_tensor(&out, "codes")) {
             continue;
         }
         // one file: a spinner naming the stage (several: the files bar above)
@@ -260,4 +262,22 @@ impl Rows {
         let n = self.take(values.len());
         values[..n].iter().flat_map(|v| v.to_le_bytes()).collect()
     }
+}
+
+/// Whether the safetensors file at `path` names tensor `name` in its header.
+fn has_tensor(path: &std::path::Path, name: &str) -> bool {
+    use std::io::Read;
+    let header = (|| -> std::io::Result<Vec<u8>> {
+        let mut f = std::fs::File::open(path)?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len)?;
+        let len = u64::from_le_bytes(len).min(100 << 20);
+        let mut header = Vec::new();
+        f.take(len).read_to_end(&mut header)?;
+        Ok(header)
+    })();
+    header
+        .ok()
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+        .is_some_and(|h| h.get(name).is_some())
 }

@@ -18,7 +18,7 @@ use mert_core::teachers::codec::train::CodecModel;
 
 use crate::backend::Backend;
 use crate::output::write_atomic;
-use crate::pretrain::checkpoint::{RunState, ensure_empty_or_resume, list};
+use crate::pretrain::checkpoint::{RunState, ensure_empty_or_resume, list, resume_checks};
 use crate::pretrain::data::{CacheMeta, Crop, prepare_with, require_inputs};
 use checkpoint::{CODEC_FILE, Trainer};
 use config::CodecRunConfig;
@@ -53,10 +53,21 @@ pub fn train_codec(
 ) -> Result<Summary> {
     let config = CodecRunConfig::load(config_path)?;
     // missing data fails before the run folder exists
-    require_inputs(&config.data.train, &config.data.valid)?;
+    require_inputs(&config.data.train, &config.data.valid, config_path)?;
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let latest = ensure_empty_or_resume(out, resume)?;
-    write_atomic(&out.join("config.toml"), config.to_toml()?.as_bytes())?;
+    let toml_text = config.to_toml()?;
+    let changed = resume_checks(
+        out,
+        latest.as_deref(),
+        config.train.max_steps,
+        config_path,
+        &toml_text,
+    )?;
+    // a resumed run's config.toml is rewritten once its checkpoint has loaded
+    if latest.is_none() {
+        write_atomic(&out.join("config.toml"), toml_text.as_bytes())?;
+    }
     let device = backend.device()?.autodiff();
     device.seed(config.train.seed);
 
@@ -85,6 +96,7 @@ pub fn train_codec(
             None,
             |s| on_note(s),
         )
+        .with_context(|| format!("[data] {name} in {}", config_path.display()))
     };
     let train_corpus = Arc::new(build(&config.data.train, "train")?);
     let valid_corpus = if config.data.valid.is_empty() {
@@ -107,6 +119,13 @@ pub fn train_codec(
             let optim = train::optimizer(&config)
                 .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
                 .map_err(|e| anyhow::anyhow!("{}: optimizer state: {e:?}", dir.display()))?;
+            if !changed.is_empty() {
+                on_note(&format!(
+                    "resuming with a config that changes the run's config.toml: {}",
+                    changed.join(", ")
+                ));
+            }
+            write_atomic(&out.join("config.toml"), toml_text.as_bytes())?;
             on_note(&format!(
                 "resuming from {} (step {})",
                 dir.display(),

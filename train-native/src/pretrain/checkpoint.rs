@@ -253,6 +253,66 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// Before a resumed run touches its folder: refuse a checkpoint past `max_steps` (the run's
+/// files would be rewritten as a shorter run's), and list what the new config changes in the
+/// run's `config.toml` (`section.key` names) so that a changed `[data]` is not silent.
+pub fn resume_checks(
+    run: &Path,
+    latest: Option<&Path>,
+    max_steps: u64,
+    config_path: &Path,
+    new_toml: &str,
+) -> Result<Vec<String>> {
+    let Some(dir) = latest else {
+        return Ok(Vec::new());
+    };
+    let state_path = dir.join("state.json");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&state_path)
+            .with_context(|| format!("{}: cannot read", state_path.display()))?,
+    )
+    .with_context(|| format!("{}: bad state", state_path.display()))?;
+    let step = state["step"]
+        .as_u64()
+        .with_context(|| format!("{}: no step", state_path.display()))?;
+    if step > max_steps {
+        bail!(
+            "{}: the run is at step {step}, past [train] max_steps = {max_steps} in {}; raise max_steps to continue it",
+            run.display(),
+            config_path.display()
+        );
+    }
+    let flat = |text: &str| -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        if let Ok(table) = text.parse::<toml::Table>() {
+            for (section, value) in table {
+                match value {
+                    toml::Value::Table(keys) => {
+                        for (k, v) in keys {
+                            out.insert(format!("{section}.{k}"), v.to_string());
+                        }
+                    }
+                    v => {
+                        out.insert(section, v.to_string());
+                    }
+                }
+            }
+        }
+        out
+    };
+    let old = match std::fs::read_to_string(run.join("config.toml")) {
+        Ok(text) => flat(&text),
+        Err(_) => return Ok(Vec::new()),
+    };
+    let new = flat(new_toml);
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    Ok(keys
+        .into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .cloned()
+        .collect())
+}
+
 pub fn ensure_empty_or_resume(run: &Path, resume: bool) -> Result<Option<PathBuf>> {
     let latest = list(run)?.pop();
     match (resume, latest) {

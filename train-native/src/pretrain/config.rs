@@ -244,8 +244,13 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Re
 /// Relative paths in a run file are relative to the file's folder. They become absolute, so
 /// the resolved `RUN_DIR/config.toml` can be used as a run file from anywhere.
 pub fn resolve_paths<'a>(run_file: &Path, paths: impl Iterator<Item = &'a mut PathBuf>) {
-    let base = run_file.parent().unwrap_or(Path::new("."));
-    let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+    // a bare file name's parent is "", which `absolute` refuses: that is the current folder
+    let base = match run_file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => {
+            std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+        }
+        _ => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    };
     for p in paths {
         if p.is_relative() {
             *p = base.join(&*p);
@@ -497,6 +502,15 @@ mod tests {
                 assert_eq!(c.train.update_freq, 8);
             }
         }
+    }
+
+    #[test]
+    fn paths_of_a_bare_file_name_resolve_against_the_current_folder() {
+        let mut paths = [PathBuf::from("data/train"), PathBuf::from("/abs/x.wav")];
+        resolve_paths(Path::new("pt.toml"), paths.iter_mut());
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(paths[0], cwd.join("data/train"));
+        assert_eq!(paths[1], PathBuf::from("/abs/x.wav"));
     }
 
     #[test]

@@ -37,6 +37,21 @@ pub struct Segment {
     pub source: PathBuf,
     pub samples: usize,
     pub frames: usize,
+    /// The source's size and modification time when it was labelled: a cached segment is
+    /// reused only for the same file, unchanged (older caches have none and are rebuilt).
+    #[serde(default)]
+    pub stamp: Option<(u64, u128)>,
+}
+
+/// A file's size and modification time (ns since the epoch), if the filesystem gives them.
+fn stamp(path: &Path) -> Option<(u64, u128)> {
+    let meta = std::fs::metadata(path).ok()?;
+    let modified = meta.modified().ok()?;
+    let ns = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some((meta.len(), ns))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,10 +85,11 @@ pub fn prepare(
 
 /// Every named folder or file of a run's `train` and `valid` lists exists and holds audio: a run
 /// checks this before it creates its folder.
-pub fn require_inputs(train: &[PathBuf], valid: &[PathBuf]) -> Result<()> {
-    for list in [train, valid] {
+pub fn require_inputs(train: &[PathBuf], valid: &[PathBuf], config: &Path) -> Result<()> {
+    for (name, list) in [("train", train), ("valid", valid)] {
         if !list.is_empty() {
-            collect_inputs(list)?;
+            collect_inputs(list)
+                .with_context(|| format!("[data] {name} in {}", config.display()))?;
         }
     }
     Ok(())
@@ -125,8 +141,14 @@ pub fn prepare_with(
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     for (i, input) in files.iter().enumerate() {
+        // Entry `i` of an earlier run is this input's only if it came from the same file,
+        // unchanged (the list may have changed since: files added, removed, edited).
+        let now = stamp(&input.path);
         let first = format!("{i:05}-0000.safetensors");
-        if known.contains_key(&first) {
+        let same = known
+            .get(&first)
+            .is_some_and(|seg| seg.source == input.path && seg.stamp.is_some() && seg.stamp == now);
+        if same {
             let mut s = 0;
             while let Some(seg) = known.remove(&format!("{i:05}-{s:04}.safetensors")) {
                 corpus.segments.push(seg);
@@ -204,6 +226,7 @@ pub fn prepare_with(
                 source: input.path.clone(),
                 samples: chunk.len(),
                 frames,
+                stamp: now,
             });
         }
         // Keep the index current so an interrupted preparation resumes where it stopped.
@@ -211,7 +234,12 @@ pub fn prepare_with(
     }
     write_atomic(&index_path, serde_json::to_string(&corpus)?.as_bytes())?;
     if corpus.segments.is_empty() {
-        bail!("no usable audio in {:?}", inputs);
+        let names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+        bail!(
+            "no usable audio in {} ({} files skipped)",
+            names.join(", "),
+            corpus.skipped.len()
+        );
     }
     Ok(corpus)
 }

@@ -78,7 +78,7 @@ pub fn pretrain(
         }
     }
     // Missing data or a bad codec fail before the run folder exists.
-    require_inputs(&config.data.train, &config.data.valid)?;
+    require_inputs(&config.data.train, &config.data.valid, config_path)?;
     let cache = config
         .data
         .cache
@@ -125,7 +125,18 @@ pub fn pretrain(
     };
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let latest = checkpoint::ensure_empty_or_resume(out, resume)?;
-    write_atomic(&out.join("config.toml"), config.to_toml()?.as_bytes())?;
+    let toml_text = config.to_toml()?;
+    let changed = checkpoint::resume_checks(
+        out,
+        latest.as_deref(),
+        config.train.max_steps,
+        config_path,
+        &toml_text,
+    )?;
+    // a resumed run's config.toml is rewritten once its checkpoint has loaded
+    if latest.is_none() {
+        write_atomic(&out.join("config.toml"), toml_text.as_bytes())?;
+    }
 
     let device = devices[0].clone();
     device.seed(config.train.seed);
@@ -153,6 +164,7 @@ pub fn pretrain(
             codes_fn.as_ref().map(|f| f as &CodesFn),
             |s| on_note(s),
         )
+        .with_context(|| format!("[data] {name} in {}", config_path.display()))
     };
     let train_corpus = Arc::new(build(&config.data.train, "train", &mut on_note)?);
     let valid_corpus = if config.data.valid.is_empty() {
@@ -179,6 +191,13 @@ pub fn pretrain(
             let optim = train::optimizer(&config)
                 .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
                 .map_err(|e| anyhow::anyhow!("{}: optimizer state: {e:?}", dir.display()))?;
+            if !changed.is_empty() {
+                on_note(&format!(
+                    "resuming with a config that changes the run's config.toml: {}",
+                    changed.join(", ")
+                ));
+            }
+            write_atomic(&out.join("config.toml"), toml_text.as_bytes())?;
             on_note(&format!(
                 "resuming from {} (step {})",
                 dir.display(),

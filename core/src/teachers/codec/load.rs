@@ -461,7 +461,21 @@ fn load_codec_any(path: &Path) -> Result<CodecCheckpoint> {
         };
         return from_kit_parts(tensors, &metadata, path);
     }
-    let tensors = read_pytorch(path)?;
+    let tensors = read_pytorch(path).map_err(|e| match e {
+        // neither a pickle nor a torch zip: say what a codec file is
+        MertError::Format { path, message }
+            if message.starts_with("cannot check the pickle")
+                || message.starts_with("not a readable PyTorch") =>
+        {
+            MertError::format(
+                path,
+                format!(
+                    "not a codec checkpoint: expected EnCodec's state dict (encodec_24khz-*.th) or a kit codec .safetensors ({message})"
+                ),
+            )
+        }
+        e => e,
+    })?;
     let config = infer_config(&tensors);
     let mut checkpoint = CodecCheckpoint::from_state_dict(tensors, config)?;
     checkpoint.source = path.display().to_string();
