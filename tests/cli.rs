@@ -419,6 +419,65 @@ fn folder_mode_reports_bad_files_goes_on_and_resumes() {
     );
 }
 
+/// `--model m-a-p/NAME`: a Hugging Face model id loads from the local Hugging Face cache
+/// (`$HF_HUB_CACHE/models--m-a-p--NAME/snapshots/<refs/main>/`, files linked to `blobs/` as
+/// huggingface_hub lays them out); nothing is downloaded.
+#[cfg(unix)]
+#[test]
+fn a_model_id_loads_from_the_local_hugging_face_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("hub/models--m-a-p--MERT-tiny");
+    let snapshot = repo.join("snapshots/0123abcd");
+    std::fs::create_dir_all(repo.join("blobs")).unwrap();
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+    for (i, name) in ["config.json", "model.safetensors"].iter().enumerate() {
+        let blob = repo.join(format!("blobs/{i:040}"));
+        std::fs::copy(fixture("mert_tiny").join(name), &blob).unwrap();
+        std::os::unix::fs::symlink(format!("../../blobs/{i:040}"), snapshot.join(name)).unwrap();
+    }
+    let input = fixture("mert_tiny").join("input0.wav");
+    let run = |model: &str, out: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mert"))
+            .args([
+                "embed",
+                input.to_str().unwrap(),
+                "--model",
+                model,
+                "--out",
+                out,
+            ])
+            .env("HF_HUB_CACHE", tmp.path().join("hub"))
+            .current_dir(tmp.path())
+            .output()
+            .unwrap()
+    };
+    let by_id = run("m-a-p/MERT-tiny", "by_id.npy");
+    assert!(
+        by_id.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_id.stderr)
+    );
+    let folder = fixture("mert_tiny");
+    assert!(
+        run(folder.to_str().unwrap(), "by_path.npy")
+            .status
+            .success()
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("by_id.npy")).unwrap(),
+        std::fs::read(tmp.path().join("by_path.npy")).unwrap()
+    );
+    let missing = run("m-a-p/MERT-v1-95M", "x.npy");
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("models--m-a-p--MERT-v1-95M") && err.contains("downloads nothing"),
+        "{err}"
+    );
+}
+
 /// A file longer than one CQT block (4096 frames, 55 s) is labelled in a stream: the rows
 /// written as they come equal the transform of the whole decoded clip.
 #[test]

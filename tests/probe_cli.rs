@@ -97,6 +97,14 @@ fn probe_learns_and_tag_reports() {
     // The CQT baseline needs no model and learns it too.
     let cqt = probe(&["--features", "cqt"], "cqt.safetensors");
     assert!(cqt["test"]["roc_auc"].as_f64().unwrap() >= 0.9, "{cqt}");
+    // ... and its head alone is no model to tag with: the error says so
+    let head_only = mert(&["tag", &s("test0.wav"), "--model", &s("cqt.safetensors")]);
+    let err = String::from_utf8_lossy(&head_only.stderr);
+    assert_eq!(head_only.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("head alone") && err.contains("cqt.safetensors"),
+        "{err}"
+    );
 
     // Tagging a tone with the trained head: "tone" ranks first; the JSON contract holds.
     let out = json(&ok(&[

@@ -4,6 +4,7 @@
 //! a validated config plus tensors under the reference names, which builds a [`crate::Mert`].
 
 mod fairseq;
+pub mod hub;
 pub mod keys;
 pub mod kit;
 mod pickle_scan;
@@ -206,7 +207,8 @@ fn check_against_config(config: &MertConfig, tensors: &TensorMap) -> Result<()> 
 }
 
 /// Load a model from a path: a Hugging Face folder, a weights file inside one, or the kit's
-/// own `.safetensors` model file.
+/// own `.safetensors` model file; or a Hugging Face model id (`m-a-p/MERT-v1-95M`) whose copy
+/// is in the local Hugging Face cache.
 pub fn load_path(path: &Path) -> Result<Checkpoint> {
     load_any(path).map_err(one_line)
 }
@@ -302,6 +304,10 @@ fn load_any(path: &Path) -> Result<Checkpoint> {
         return load_hf_folder(path, None);
     }
     if !path.exists() {
+        // `m-a-p/MERT-v1-95M`: a copy in the local Hugging Face cache
+        if let Some(snapshot) = hub::resolve(path) {
+            return load_hf_folder(&snapshot?, None);
+        }
         return Err(MertError::io(
             path,
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
@@ -312,12 +318,25 @@ fn load_any(path: &Path) -> Result<Checkpoint> {
     match ext {
         "safetensors" => {
             // The file's bytes are dropped as soon as they are parsed.
-            let file = {
+            let (file, head_only) = {
                 let bytes = std::fs::read(path).map_err(|e| MertError::io(path, e))?;
-                kit::read(&bytes, path)?
+                let file = kit::read(&bytes, path)?;
+                // a head without a backbone (`mert probe --features cqt` writes one)
+                let head_only = file.is_none()
+                    && safetensors::SafeTensors::read_metadata(&bytes).is_ok_and(|(_, h)| {
+                        h.metadata()
+                            .as_ref()
+                            .is_some_and(|m| m.contains_key("mert.head"))
+                    });
+                (file, head_only)
             };
             if let Some(file) = file {
                 kit::from_parts(file, path)
+            } else if head_only && !config_beside(path) {
+                Err(MertError::format(
+                    path,
+                    "holds a tagging head alone, no backbone (a CQT-features baseline from `mert probe --features cqt`); pass a model file with a backbone",
+                ))
             } else {
                 weights_beside_config(
                     path,

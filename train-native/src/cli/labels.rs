@@ -40,7 +40,8 @@ pub struct LabelsArgs {
     /// (`encodec_24khz-*.th`, read without executing it) or the kit's codec `.safetensors`.
     #[arg(long)]
     pub codec: Option<PathBuf>,
-    /// Print a JSON summary (files, outputs written, failures) on stdout.
+    /// Print a JSON summary (files, outputs written, failures, existing outputs skipped, peak
+    /// memory) on stdout.
     #[arg(long)]
     pub json: bool,
 }
@@ -92,7 +93,7 @@ pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
         .as_deref()
         .map(|path| load_codec(path, &config))
         .transpose()?;
-    let (mut failed, mut written) = (0, Vec::new());
+    let (mut failed, mut skipped, mut written) = (0, 0, Vec::new());
     let progress = crate::progress::files_bar(quiet, inputs.len());
     for input in &inputs {
         if let Some(bar) = &progress {
@@ -106,6 +107,7 @@ pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
         // an existing output is kept when it holds what this run would write (a `--codec`
         // run re-labels one made without codes)
         if !single && out.exists() && (codec.is_none() || has_tensor(&out, "codes")) {
+            skipped += 1;
             continue;
         }
         // one file: a spinner naming the stage (several: the files bar above)
@@ -218,6 +220,7 @@ pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
             "files": inputs.len(),
             "written": written,
             "failed": failed,
+            "skipped_existing": skipped,
             "elapsed_s": started.elapsed().as_secs_f64(),
             "peak_rss_mb": super::bench::peak_rss_mb(),
         });

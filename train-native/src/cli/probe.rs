@@ -155,7 +155,7 @@ pub fn run(args: ProbeArgs, quiet: bool) -> Result<()> {
                 config: checkpoint.config.clone(),
                 options: options.clone(),
                 device,
-                id: file_id(path)?,
+                id: file_id(&mert_core::load::hub::local_path(path))?,
             }));
             (ex, Some(checkpoint))
         }

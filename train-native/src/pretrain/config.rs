@@ -276,7 +276,14 @@ impl RunConfig {
             };
             let mut resolved = [PathBuf::from(init.as_str())];
             resolve_paths(path, resolved.iter_mut());
-            let [resolved] = resolved;
+            let [mut resolved] = resolved;
+            // a Hugging Face model id (`m-a-p/MERT-v1-95M`) that is no path beside the run
+            // file: its snapshot in the local Hugging Face cache
+            if !resolved.exists()
+                && let Some(Ok(snapshot)) = mert_core::load::hub::resolve(Path::new(init.as_str()))
+            {
+                resolved = snapshot;
+            }
             let checkpoint = mert_core::load_path(&resolved)
                 .with_context(|| format!("{}: [model] init", path.display()))?;
             config.init_config = Some(checkpoint.config);
