@@ -469,12 +469,35 @@ fn a_model_id_loads_from_the_local_hugging_face_cache() {
         std::fs::read(tmp.path().join("by_id.npy")).unwrap(),
         std::fs::read(tmp.path().join("by_path.npy")).unwrap()
     );
-    let missing = run("m-a-p/MERT-v1-95M", "x.npy");
-    let err = String::from_utf8_lossy(&missing.stderr);
-    assert_eq!(missing.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("models--m-a-p--MERT-v1-95M") && err.contains("downloads nothing"),
-        "{err}"
+    let refused = |model: &str, needles: &[&str]| {
+        let out = run(model, "x.npy");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        for n in needles {
+            assert!(err.contains(n), "`{n}` not in: {err}");
+        }
+    };
+    refused(
+        "m-a-p/MERT-v1-95M",
+        &["models--m-a-p--MERT-v1-95M", "downloads nothing"],
+    );
+    // refs/main naming a snapshot that is not there: refused, not another snapshot loaded
+    std::fs::write(repo.join("refs/main"), "fedcba98").unwrap();
+    refused("m-a-p/MERT-tiny", &["refs/main", "fedcba98"]);
+    std::fs::write(repo.join("refs/main"), "../../../elsewhere").unwrap();
+    refused("m-a-p/MERT-tiny", &["not a revision name"]);
+    // no refs/main: the only snapshot; two are ambiguous
+    std::fs::remove_file(repo.join("refs/main")).unwrap();
+    assert!(run("m-a-p/MERT-tiny", "only.npy").status.success());
+    std::fs::create_dir_all(repo.join("snapshots/4567ef01")).unwrap();
+    refused("m-a-p/MERT-tiny", &["2 snapshots", "0123abcd", "4567ef01"]);
+    // a blob missing behind a snapshot's link: an incomplete download, named
+    std::fs::remove_dir(repo.join("snapshots/4567ef01")).unwrap();
+    std::fs::remove_file(repo.join(format!("blobs/{:040}", 1))).unwrap();
+    refused(
+        "m-a-p/MERT-tiny",
+        &["model.safetensors", "incomplete download"],
     );
 }
 

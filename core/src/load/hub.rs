@@ -13,7 +13,7 @@ pub fn cache_dir() -> Option<PathBuf> {
     let var = |name: &str| {
         std::env::var_os(name)
             .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
+            .map(|v| expand(&PathBuf::from(v)))
     };
     if let Some(dir) = var("HF_HUB_CACHE").or_else(|| var("HUGGINGFACE_HUB_CACHE")) {
         return Some(dir);
@@ -25,14 +25,55 @@ pub fn cache_dir() -> Option<PathBuf> {
     Some(cache.join("huggingface").join("hub"))
 }
 
+/// `~` and `$VAR` / `${VAR}` in a cache variable expanded, as `huggingface_hub` expands them
+/// (an unset variable is left as written).
+fn expand(path: &Path) -> PathBuf {
+    let Some(text) = path.to_str() else {
+        return path.to_path_buf();
+    };
+    let mut text = text.to_string();
+    if (text == "~" || text.starts_with("~/"))
+        && let Some(home) = std::env::var_os("HOME").and_then(|h| h.into_string().ok())
+    {
+        text = format!("{home}{}", &text[1..]);
+    }
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, len) = match after.strip_prefix('{') {
+            Some(inner) => match inner.find('}') {
+                Some(end) => (&inner[..end], end + 2),
+                None => ("", 0),
+            },
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        match std::env::var(name) {
+            Ok(value) if !name.is_empty() => out.push_str(&value),
+            _ => out.push_str(&rest[at..at + 1 + len]),
+        }
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    PathBuf::from(out)
+}
+
 /// `owner/name` when `path` reads as a model id (two parts of letters, digits, `-`, `_`, `.`,
 /// neither starting with `.`), not as a path.
 fn model_id(path: &Path) -> Option<(&str, &str)> {
     let text = path.to_str()?;
     let (owner, name) = text.split_once('/')?;
+    // (the hub refuses `--` in names: the cache folder joins owner and name with it)
     let part = |s: &str| {
         !s.is_empty()
             && !s.starts_with('.')
+            && !s.contains("--")
             && s.len() <= 96
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -56,27 +97,54 @@ pub fn resolve(path: &Path) -> Option<Result<PathBuf>> {
     };
     let repo = cache.join(format!("models--{owner}--{name}"));
     let snapshots = repo.join("snapshots");
-    let by_ref = std::fs::read_to_string(repo.join("refs").join("main"))
-        .ok()
-        .map(|hash| snapshots.join(hash.trim()))
-        .filter(|dir| dir.is_dir());
-    let only = || {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&snapshots)
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        (dirs.len() == 1).then(|| dirs.remove(0))
-    };
-    Some(by_ref.or_else(only).ok_or_else(|| {
-        MertError::format(
-            path,
-            format!(
-                "no such file or folder, and no copy of the Hugging Face model `{id}` in {} (the kit downloads nothing: fetch it first, e.g. `huggingface-cli download {id}`, or pass its local folder)",
-                repo.display()
-            ),
-        )
-    }))
+    let fail = |why: String| Some(Err(MertError::format(path, why)));
+    // `refs/main` names the revision; it must be there (no silent fallback to another one)
+    if let Ok(text) = std::fs::read_to_string(repo.join("refs").join("main")) {
+        let rev = text.trim();
+        let plain = !rev.is_empty()
+            && rev
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !rev.starts_with('.');
+        if !plain {
+            return fail(format!(
+                "{}: `{}` is not a revision name",
+                repo.join("refs").join("main").display(),
+                rev.escape_debug()
+            ));
+        }
+        let dir = snapshots.join(rev);
+        if !dir.is_dir() {
+            return fail(format!(
+                "the Hugging Face cache's refs/main for `{id}` names snapshot {rev}, which is not in {} (an incomplete download?)",
+                snapshots.display()
+            ));
+        }
+        return Some(Ok(dir));
+    }
+    let mut dirs: Vec<String> = std::fs::read_dir(&snapshots)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    match dirs.len() {
+        1 => Some(Ok(snapshots.join(&dirs[0]))),
+        0 => fail(format!(
+            "no such file or folder, and no copy of the Hugging Face model `{id}` in {} (the kit downloads nothing: fetch it first, e.g. `huggingface-cli download {id}`, or pass its local folder)",
+            repo.display()
+        )),
+        _ => fail(format!(
+            "the Hugging Face cache holds {} snapshots of `{id}` ({}) and no refs/main to choose one; pass the snapshot folder",
+            dirs.len(),
+            dirs.join(", ")
+        )),
+    }
 }
 
 /// `path` itself, or for a model id that is not a path, its snapshot folder when the cache
@@ -96,6 +164,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cache_variables_expand_home_and_variables() {
+        let home = std::env::var("HOME").unwrap_or_default();
+        assert_eq!(
+            expand(Path::new("~/hub")),
+            PathBuf::from(format!("{home}/hub"))
+        );
+        assert_eq!(
+            expand(Path::new("$HOME/x")),
+            PathBuf::from(format!("{home}/x"))
+        );
+        assert_eq!(
+            expand(Path::new("${HOME}/x")),
+            PathBuf::from(format!("{home}/x"))
+        );
+        assert_eq!(
+            expand(Path::new("/a/$MERT_SURELY_UNSET_VAR/b")),
+            PathBuf::from("/a/$MERT_SURELY_UNSET_VAR/b")
+        );
+        assert_eq!(expand(Path::new("/a/${x")), PathBuf::from("/a/${x"));
+    }
+
+    #[test]
     fn ids_and_paths_are_told_apart() {
         assert_eq!(
             model_id(Path::new("m-a-p/MERT-v1-95M")),
@@ -110,6 +200,7 @@ mod tests {
             "a/",
             "a b/c",
             ".hidden/x",
+            "o--x/m",
         ] {
             assert_eq!(model_id(Path::new(path)), None, "{path}");
         }

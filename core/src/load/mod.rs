@@ -274,7 +274,16 @@ pub(crate) fn one_line(e: MertError) -> MertError {
 /// A model, config or model-card path must be a regular file (not `/dev/zero`, a FIFO or a
 /// folder), so that its size is known before it is read.
 pub(crate) fn regular_file(path: &Path) -> Result<u64> {
-    let meta = std::fs::metadata(path).map_err(|e| MertError::io(path, e))?;
+    let meta = std::fs::metadata(path).map_err(|e| match std::fs::read_link(path) {
+        Ok(target) => MertError::format(
+            path,
+            format!(
+                "a link to {}, which is missing (an incomplete download?)",
+                target.display()
+            ),
+        ),
+        Err(_) => MertError::io(path, e),
+    })?;
     if !meta.is_file() {
         return Err(MertError::format(
             path,
@@ -397,7 +406,9 @@ fn load_hf_folder(folder: &Path, weights: Option<PathBuf>) -> Result<Checkpoint>
         ]
         .iter()
         .map(|name| folder.join(name))
-            .find(|p| p.is_file())
+            // a dangling link (a download cut short in the Hugging Face cache) is found too,
+            // and refused by name below, rather than passed over for the next candidate
+            .find(|p| p.is_file() || p.symlink_metadata().is_ok())
             .ok_or_else(|| {
                 MertError::format(
                     folder,
@@ -405,6 +416,7 @@ fn load_hf_folder(folder: &Path, weights: Option<PathBuf>) -> Result<Checkpoint>
                 )
             })?,
     };
+    regular_file(&weights)?;
     let tensors = if shards::is_index(&weights) {
         shards::read_sharded(&weights)?
     } else if weights.extension().is_some_and(|e| e == "safetensors") {

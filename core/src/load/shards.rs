@@ -28,7 +28,13 @@ pub fn is_index(path: &Path) -> bool {
 /// The tensors of every shard named by the index at `index`.
 pub fn read_sharded(index: &Path) -> Result<TensorMap> {
     let bad = |msg: String| MertError::format(index, msg);
-    let text = super::read_text(index, INDEX_MAX_BYTES)?;
+    let len = super::regular_file(index)?;
+    if len > INDEX_MAX_BYTES {
+        return Err(bad(format!(
+            "{len} bytes; a shard index is expected to be at most {INDEX_MAX_BYTES} bytes"
+        )));
+    }
+    let text = std::fs::read_to_string(index).map_err(|e| MertError::io(index, e))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| bad(format!("not a JSON shard index ({e})")))?;
     let map = json
@@ -64,11 +70,22 @@ pub fn read_sharded(index: &Path) -> Result<TensorMap> {
     for (shard, keys) in &shards {
         let path = folder.join(shard);
         super::regular_file(&path)?;
-        let mut part = if path.extension().is_some_and(|e| e == "safetensors") {
-            let bytes = std::fs::read(&path).map_err(|e| MertError::io(&path, e))?;
-            tensors::read_safetensors(&bytes, &path.display().to_string())?.0
-        } else {
-            tensors::read_pytorch(&path)?
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let mut part = match ext {
+            "safetensors" => {
+                let bytes = std::fs::read(&path).map_err(|e| MertError::io(&path, e))?;
+                tensors::read_safetensors(&bytes, &path.display().to_string())?.0
+            }
+            "bin" | "pt" | "pth" => tensors::read_pytorch(&path)?,
+            _ => {
+                return Err(MertError::format(
+                    &path,
+                    format!(
+                        "named as a shard by {}, but not a .safetensors or .bin file",
+                        index.display()
+                    ),
+                ));
+            }
         };
         if let Some(key) = keys.iter().find(|k| !part.tensors.contains_key(*k)) {
             return Err(MertError::format(

@@ -280,9 +280,9 @@ impl RunConfig {
             // a Hugging Face model id (`m-a-p/MERT-v1-95M`) that is no path beside the run
             // file: its snapshot in the local Hugging Face cache
             if !resolved.exists()
-                && let Some(Ok(snapshot)) = mert_core::load::hub::resolve(Path::new(init.as_str()))
+                && let Some(found) = mert_core::load::hub::resolve(Path::new(init.as_str()))
             {
-                resolved = snapshot;
+                resolved = found.with_context(|| format!("{}: [model] init", path.display()))?;
             }
             let checkpoint = mert_core::load_path(&resolved)
                 .with_context(|| format!("{}: [model] init", path.display()))?;
