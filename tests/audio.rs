@@ -115,16 +115,17 @@ fn lossy_files_embed_like_their_reference_decodes() {
         if !info["lossy"].as_bool().unwrap_or(false) {
             continue;
         }
-        let lag = info["lag_vs_source_without_edit_list"]
-            .as_u64()
-            .unwrap_or(0) as usize;
         let mut ours = decode_file(&dir().join(name)).unwrap();
         let reference = MonoAudio {
             samples: t.get(&format!("{name}.decoded")).unwrap().data.clone(),
             sample_rate: ours.sample_rate,
             source_channels: 1,
         };
-        ours.samples.drain(..lag.min(ours.samples.len()));
+        // An M4A's edit list drops the encoder priming as ffmpeg does: the same samples, from
+        // the same first one (not `lag` later), and as many.
+        if info["lag_vs_source_without_edit_list"].as_u64().is_some() {
+            assert_eq!(ours.samples.len(), reference.samples.len(), "{name}");
+        }
         ours.samples.truncate(reference.samples.len());
         let a = embed_audio(&model, &ours, &options, &device).unwrap();
         let b = embed_audio(&model, &reference, &options, &device).unwrap();

@@ -264,6 +264,8 @@ pub struct AudioStream {
     /// Frames the container states (without encoder delay and padding), and frames decoded.
     stated_frames: Option<u64>,
     decoded_frames: u64,
+    /// Leading frames still to drop: an MP4 edit list's encoder priming.
+    skip_frames: u64,
     /// Opened as a stream because its end is missing (see [`AudioStream::from_source`]).
     cut_short: bool,
     warn: bool,
@@ -293,6 +295,7 @@ impl AudioStream {
             return Err(fail("empty file (0 bytes)".into()));
         }
         let placeholder_length = check_header(source.as_mut()).map_err(fail)?;
+        let priming = super::mp4_edit::priming(source.as_mut());
         let mut hint = Hint::new();
         if let Some(ext) = extension {
             hint.with_extension(ext);
@@ -374,6 +377,16 @@ impl AudioStream {
         };
         // 0: not stated (the packets will say); anything else is checked now. Opus always
         // decodes at 48 kHz, whatever rate a container records (Matroska: the input's).
+        // the edit list's priming, in the track's frames (its timescale is usually its rate)
+        let skip_frames = priming
+            .map(|(t, scale)| match params.sample_rate {
+                Some(rate) if rate > 0 && rate != scale => {
+                    (t as u128 * rate as u128 / scale as u128) as u64
+                }
+                _ => t,
+            })
+            .unwrap_or(0);
+        let stated_frames = stated_frames.map(|n| n.saturating_sub(skip_frames));
         let sample_rate = match params.sample_rate.unwrap_or(0) {
             _ if matches!(decoder, Decoder::Opus(_)) => 48_000,
             0 => 0,
@@ -390,6 +403,7 @@ impl AudioStream {
             bad_packets: 0,
             stated_frames,
             decoded_frames: 0,
+            skip_frames,
             cut_short,
             warn: true,
             done: false,
@@ -486,6 +500,15 @@ impl AudioStream {
             }
             self.sample_rate = rate;
             self.channels = channels;
+            if self.skip_frames > 0 {
+                let frames = (self.interleaved.len() / channels) as u64;
+                let drop = self.skip_frames.min(frames);
+                self.interleaved.drain(..drop as usize * channels);
+                self.skip_frames -= drop;
+                if self.interleaved.is_empty() {
+                    continue;
+                }
+            }
             self.decoded_frames += (self.interleaved.len() / channels) as u64;
             // a decoder's near-silence (libopus gives 2e-34) makes later products subnormal,
             // which runs the CQT 40 times slower; below -400 dB a sample is silence

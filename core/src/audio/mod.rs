@@ -2,6 +2,7 @@
 //! model's rate, normalise.
 
 pub mod decode;
+mod mp4_edit;
 pub mod normalize;
 mod opus;
 pub mod resample;
