@@ -269,6 +269,40 @@ fn a_source_that_cannot_seek_decodes() {
     }
 }
 
+/// FLAC files tagged by MP3 tools end with an ID3v1 and/or APEv2 tag after the last frame:
+/// every frame still decodes (the last one was lost to the tag before).
+#[test]
+fn tags_after_flac_audio_keep_the_last_frame() {
+    let name = "flac_s16_44100_stereo.flac";
+    let bytes = std::fs::read(dir().join(name)).unwrap();
+    let whole = mert_core::audio::decode_bytes(bytes.clone(), Some("flac"), name).unwrap();
+    let mut id3v1 = b"TAG".to_vec();
+    id3v1.extend_from_slice(b"Title");
+    id3v1.resize(128, 0);
+    let ape = {
+        let item = [
+            &5u32.to_le_bytes()[..],
+            &0u32.to_le_bytes(),
+            b"Title\0value",
+        ]
+        .concat();
+        let block = |flags: u32| {
+            let mut b = b"APETAGEX".to_vec();
+            for v in [2000u32, item.len() as u32 + 32, 1, flags] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            b.resize(32, 0);
+            b
+        };
+        [block(0xA000_0000), item.clone(), block(0x8000_0000)].concat()
+    };
+    for tail in [id3v1.clone(), ape.clone(), [ape, id3v1].concat()] {
+        let tagged = [bytes.clone(), tail.clone()].concat();
+        let got = mert_core::audio::decode_bytes(tagged, Some("flac"), name).unwrap();
+        assert_eq!(got.samples, whole.samples, "tail of {} bytes", tail.len());
+    }
+}
+
 /// A download cut short decodes up to the cut: the readers that look for the file's end (AIFF's
 /// chunk size, Matroska's Segment size) are given the file as a stream. Where nothing can be
 /// decoded (the cut is inside the headers, or MP4's index is missing) the message says

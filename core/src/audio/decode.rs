@@ -300,7 +300,8 @@ impl AudioStream {
         if let Some(ext) = extension {
             hint.with_extension(ext);
         }
-        let shared = super::source::SharedSource::new(source);
+        let tags_start = super::source::flac_tags_start(source.as_mut());
+        let shared = super::source::SharedSource::new(source, tags_start);
         let seekable = shared.is_seekable();
         let probe = |seekable: bool| {
             let view = shared.view(seekable).map_err(SymError::IoError)?;

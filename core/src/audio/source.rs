@@ -1,24 +1,36 @@
 //! A media source that can be opened a second time as if it could not seek: symphonia's AIFF
 //! reader (a chunk's stated size) and Matroska reader (the Segment's size) look for a file's
 //! stated end and fail on a truncated download, which they read to its cut without seeking.
+//! It can also end early: FLAC files tagged by MP3 tools carry an ID3v1 or APEv2 tag after
+//! the last frame, which symphonia reads as part of that frame (and drops it, its checksum
+//! failing), so the tag is hidden.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex};
 
 use symphonia::core::io::MediaSource;
 
-/// One underlying source, shared by the views the decoder is opened on in turn.
+/// One underlying source, shared by the views the decoder is opened on in turn, read up to
+/// `end` (a seekable source's length less the tags after its audio).
 #[derive(Clone)]
-pub(crate) struct SharedSource(Arc<Mutex<Box<dyn MediaSource>>>);
+pub(crate) struct SharedSource {
+    source: Arc<Mutex<Box<dyn MediaSource>>>,
+    end: Option<u64>,
+}
 
 impl SharedSource {
-    pub(crate) fn new(source: Box<dyn MediaSource>) -> Self {
-        Self(Arc::new(Mutex::new(source)))
+    /// `end`: where the data stops for the decoder (a seekable source only).
+    pub(crate) fn new(source: Box<dyn MediaSource>, end: Option<u64>) -> Self {
+        let end = end.filter(|_| source.is_seekable());
+        Self {
+            source: Arc::new(Mutex::new(source)),
+            end,
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Box<dyn MediaSource>) -> T) -> T {
         let mut source = self
-            .0
+            .source
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut source)
@@ -52,7 +64,15 @@ pub(crate) struct SourceView {
 
 impl Read for SourceView {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.shared.with(|s| s.read(buf))
+        let end = self.shared.end;
+        self.shared.with(|s| match end {
+            Some(end) => {
+                let pos = s.stream_position()?;
+                let n = buf.len().min(end.saturating_sub(pos) as usize);
+                s.read(&mut buf[..n])
+            }
+            None => s.read(buf),
+        })
     }
 }
 
@@ -65,6 +85,13 @@ impl Seek for SourceView {
                 "the source is read as a stream",
             ));
         }
+        let pos = match (pos, self.shared.end) {
+            (SeekFrom::End(back), Some(end)) => SeekFrom::Start(
+                end.checked_add_signed(back)
+                    .ok_or_else(|| std::io::Error::other("seek before the start"))?,
+            ),
+            (pos, _) => pos,
+        };
         self.shared.with(|s| s.seek(pos))
     }
 }
@@ -76,9 +103,45 @@ impl MediaSource for SourceView {
 
     fn byte_len(&self) -> Option<u64> {
         if self.seekable {
-            self.shared.with(|s| s.byte_len())
+            self.shared
+                .end
+                .or_else(|| self.shared.with(|s| s.byte_len()))
         } else {
             None
         }
     }
+}
+
+/// Where a FLAC file's audio data ends when tags follow it: an ID3v1 tag (`TAG`, the last 128
+/// bytes) and/or an APEv2 tag (its 32-byte `APETAGEX` footer before that). `None`: no such
+/// tag (or a source that cannot seek). `source` is left at its start.
+pub(crate) fn flac_tags_start(source: &mut dyn MediaSource) -> Option<u64> {
+    if !source.is_seekable() {
+        return None;
+    }
+    let len = source.byte_len()?;
+    let mut at = |pos: u64, buf: &mut [u8]| -> bool {
+        source.seek(SeekFrom::Start(pos)).is_ok() && source.read_exact(buf).is_ok()
+    };
+    let mut magic = [0u8; 4];
+    if !at(0, &mut magic) || &magic != b"fLaC" {
+        let _ = source.seek(SeekFrom::Start(0));
+        return None;
+    }
+    let mut end = len;
+    let mut id3 = [0u8; 3];
+    if end >= 128 + 4 && at(end - 128, &mut id3) && &id3 == b"TAG" {
+        end -= 128;
+    }
+    let mut footer = [0u8; 32];
+    if end >= 32 + 4 && at(end - 32, &mut footer) && &footer[..8] == b"APETAGEX" {
+        let size = u32::from_le_bytes(footer[12..16].try_into().unwrap_or_default()) as u64;
+        let flags = u32::from_le_bytes(footer[20..24].try_into().unwrap_or_default());
+        let header = if flags & 0x8000_0000 != 0 { 32 } else { 0 };
+        if size >= 32 && size + header + 4 <= end {
+            end -= size + header;
+        }
+    }
+    let _ = source.seek(SeekFrom::Start(0));
+    (end < len).then_some(end)
 }
