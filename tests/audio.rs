@@ -269,6 +269,27 @@ fn a_source_that_cannot_seek_decodes() {
     }
 }
 
+/// Microsoft ADPCM WAV decodes as libsndfile decodes it (`tests/reference/gen_adpcm.py`):
+/// the predictor rounds down, as Microsoft's codec does (symphonia's rounds toward zero).
+#[test]
+fn ms_adpcm_decodes_as_libsndfile_does() {
+    let path = dir().join("adpcm_reference.safetensors");
+    let (reference, _) = read_safetensors(&std::fs::read(&path).unwrap(), "adpcm").unwrap();
+    for name in ["ms_adpcm_22050_mono.wav", "ms_adpcm_44100_stereo.wav"] {
+        let ours = decode_file(&dir().join(name)).unwrap();
+        let want = &reference.get(&format!("{name}.decoded")).unwrap().data;
+        assert_eq!(ours.samples.len(), want.len(), "{name}");
+        let err = ours
+            .samples
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        eprintln!("{name}: max |ours - libsndfile| {err:e}");
+        assert!(err <= 1e-7, "{name}: {err}");
+    }
+}
+
 /// FLAC files tagged by MP3 tools end with an ID3v1 and/or APEv2 tag after the last frame:
 /// every frame still decodes (the last one was lost to the tag before).
 #[test]

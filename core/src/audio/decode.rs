@@ -249,6 +249,7 @@ const SILENT: f32 = 1e-20;
 enum Decoder {
     Symphonia(Box<dyn symphonia::core::codecs::audio::AudioDecoder>),
     Opus(super::opus::OpusStream),
+    MsAdpcm(super::ms_adpcm::MsAdpcm),
 }
 
 /// A decoder that hands out mono audio one packet at a time, so long files never sit in memory.
@@ -366,9 +367,14 @@ impl AudioStream {
         let stated_frames = track
             .num_frames
             .filter(|&n| n > 0 && exact && !placeholder_length);
-        let decoder = if params.codec == symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS {
+        use symphonia::core::codecs::audio::well_known::{CODEC_ID_ADPCM_MS, CODEC_ID_OPUS};
+        let decoder = if params.codec == CODEC_ID_OPUS {
             let head = params.extra_data.as_deref().unwrap_or_default();
             Decoder::Opus(super::opus::OpusStream::new(head).map_err(fail)?)
+        } else if params.codec == CODEC_ID_ADPCM_MS {
+            let channels = params.channels.as_ref().map_or(0, |c| c.count());
+            let frames = params.frames_per_block.unwrap_or(0) as usize;
+            Decoder::MsAdpcm(super::ms_adpcm::MsAdpcm::new(channels, frames).map_err(fail)?)
         } else {
             Decoder::Symphonia(
                 symphonia::default::get_codecs()
@@ -485,6 +491,16 @@ impl AudioStream {
                     self.interleaved.clear();
                     self.interleaved.extend_from_slice(samples);
                     (48_000, channels)
+                }
+                Decoder::MsAdpcm(adpcm) => {
+                    let channels = adpcm.channels();
+                    let Some(samples) = adpcm.decode(&packet.data) else {
+                        self.bad_packets += 1;
+                        continue;
+                    };
+                    self.interleaved.clear();
+                    self.interleaved.extend_from_slice(samples);
+                    (self.sample_rate, channels)
                 }
             };
             if channels == 0 || rate == 0 {

@@ -3,6 +3,7 @@
 
 pub mod decode;
 mod mp4_edit;
+mod ms_adpcm;
 pub mod normalize;
 mod opus;
 pub mod resample;
