@@ -317,10 +317,18 @@ fn tags_after_flac_audio_keep_the_last_frame() {
         };
         [block(0xA000_0000), item.clone(), block(0x8000_0000)].concat()
     };
-    for tail in [id3v1.clone(), ape.clone(), [ape, id3v1].concat()] {
-        let tagged = [bytes.clone(), tail.clone()].concat();
+    // an ID3v2 tag in front (10-byte header, synchsafe size 100, then the frames' bytes)
+    let id3v2 = [&b"ID3\x04\0\0\0\0\0\x64"[..], &[0u8; 100]].concat();
+    for (front, tail) in [
+        (vec![], id3v1.clone()),
+        (vec![], ape.clone()),
+        (vec![], [ape.clone(), id3v1.clone()].concat()),
+        (id3v2, [ape, id3v1].concat()),
+    ] {
+        let tagged = [front.clone(), bytes.clone(), tail.clone()].concat();
         let got = mert_core::audio::decode_bytes(tagged, Some("flac"), name).unwrap();
-        assert_eq!(got.samples, whole.samples, "tail of {} bytes", tail.len());
+        let what = format!("{} bytes in front, {} after", front.len(), tail.len());
+        assert_eq!(got.samples, whole.samples, "{what}");
     }
 }
 

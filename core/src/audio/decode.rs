@@ -368,9 +368,15 @@ impl AudioStream {
             .num_frames
             .filter(|&n| n > 0 && exact && !placeholder_length);
         use symphonia::core::codecs::audio::well_known::{CODEC_ID_ADPCM_MS, CODEC_ID_OPUS};
+        let mp4 = format.format_info().short_name == "isomp4";
         let decoder = if params.codec == CODEC_ID_OPUS {
-            let head = params.extra_data.as_deref().unwrap_or_default();
-            Decoder::Opus(super::opus::OpusStream::new(head).map_err(fail)?)
+            let mut head = params.extra_data.as_deref().unwrap_or_default().to_vec();
+            if mp4 {
+                // symphonia hands MP4's `dOps` over behind the OpusHead magic, but its
+                // fields are big-endian where OpusHead's are little-endian
+                super::opus::dops_to_opus_head(&mut head);
+            }
+            Decoder::Opus(super::opus::OpusStream::new(&head).map_err(fail)?)
         } else if params.codec == CODEC_ID_ADPCM_MS {
             let channels = params.channels.as_ref().map_or(0, |c| c.count());
             let frames = params.frames_per_block.unwrap_or(0) as usize;
@@ -382,18 +388,23 @@ impl AudioStream {
                     .map_err(|e| fail(format!("unsupported codec ({e})")))?,
             )
         };
-        // 0: not stated (the packets will say); anything else is checked now. Opus always
-        // decodes at 48 kHz, whatever rate a container records (Matroska: the input's).
-        // the edit list's priming, in the track's frames (its timescale is usually its rate)
+        // The decoded track's edit-list priming, in its frames (its timescale is usually its
+        // rate). Opus applies its own pre-skip, which is what its edit list repeats.
         let skip_frames = priming
-            .map(|(t, scale)| match params.sample_rate {
-                Some(rate) if rate > 0 && rate != scale => {
-                    (t as u128 * rate as u128 / scale as u128) as u64
+            .iter()
+            .find(|edit| edit.track == track_id)
+            .filter(|_| !matches!(decoder, Decoder::Opus(_)))
+            .map(|edit| match params.sample_rate {
+                Some(rate) if rate > 0 && rate != edit.timescale => {
+                    u64::try_from(edit.media_time as u128 * rate as u128 / edit.timescale as u128)
+                        .unwrap_or(u64::MAX)
                 }
-                _ => t,
+                _ => edit.media_time,
             })
             .unwrap_or(0);
         let stated_frames = stated_frames.map(|n| n.saturating_sub(skip_frames));
+        // 0: not stated (the packets will say); anything else is checked now. Opus always
+        // decodes at 48 kHz, whatever rate a container records (Matroska: the input's).
         let sample_rate = match params.sample_rate.unwrap_or(0) {
             _ if matches!(decoder, Decoder::Opus(_)) => 48_000,
             0 => 0,

@@ -16,18 +16,32 @@ pub(crate) fn is_mp4(head: &[u8]) -> bool {
     head.len() >= 8 && &head[4..8] == b"ftyp"
 }
 
-/// The first audio track's priming in samples at `media timescale` units, with that timescale,
-/// from its edit list (`None`: no usable list). `source` is left at its start.
-pub(crate) fn priming(source: &mut dyn MediaSource) -> Option<(u64, u32)> {
+/// One audio track's priming from its edit list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Edit {
+    /// `tkhd` track ID (symphonia's track id).
+    pub track: u32,
+    /// Media time of the first real edit, in `timescale` units.
+    pub media_time: u64,
+    pub timescale: u32,
+}
+
+/// The priming of every audio track with an edit list (none: not an MP4 file, or no list).
+/// `source` is left at its start.
+pub(crate) fn priming(source: &mut dyn MediaSource) -> Vec<Edit> {
     if !source.is_seekable() {
-        return None;
+        return Vec::new();
     }
     let mut head = [0u8; 8];
     let mp4 = source.read_exact(&mut head).is_ok() && is_mp4(&head);
-    let found = mp4
-        .then(|| find_moov(source).and_then(|moov| audio_edit(&moov)))
-        .flatten();
-    source.seek(SeekFrom::Start(0)).ok()?;
+    let found = match mp4.then(|| find_moov(source)).flatten() {
+        Some(moov) => boxes(&moov)
+            .filter(|(t, _)| *t == b"trak")
+            .filter_map(|(_, trak)| audio_edit(trak))
+            .collect(),
+        None => Vec::new(),
+    };
+    let _ = source.seek(SeekFrom::Start(0));
     found
 }
 
@@ -98,18 +112,20 @@ fn u32_at(data: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// The first `soun` track's (media time of its one non-empty edit, media timescale).
-fn audio_edit(moov: &[u8]) -> Option<(u64, u32)> {
-    let trak = boxes(moov)
-        .filter(|(t, _)| *t == b"trak")
-        .map(|(_, body)| body)
-        .find(|trak| {
-            child(trak, b"mdia")
-                .and_then(|mdia| child(mdia, b"hdlr"))
-                .and_then(|hdlr| hdlr.get(8..12))
-                == Some(b"soun")
-        })?;
-    let mdhd = child(child(trak, b"mdia")?, b"mdhd")?;
+/// A `soun` track's edit: its first real edit's media time (`None`: not audio, no list, or
+/// the list starts at 0).
+fn audio_edit(trak: &[u8]) -> Option<Edit> {
+    let mdia = child(trak, b"mdia")?;
+    if child(mdia, b"hdlr").and_then(|hdlr| hdlr.get(8..12)) != Some(b"soun") {
+        return None;
+    }
+    let tkhd = child(trak, b"tkhd")?;
+    let track = match tkhd.first()? {
+        0 => u32_at(tkhd, 12)?,
+        1 => u32_at(tkhd, 20)?,
+        _ => return None,
+    };
+    let mdhd = child(mdia, b"mdhd")?;
     let timescale = match mdhd.first()? {
         0 => u32_at(mdhd, 12)?,
         1 => u32_at(mdhd, 20)?,
@@ -117,6 +133,9 @@ fn audio_edit(moov: &[u8]) -> Option<(u64, u32)> {
     };
     let elst = child(child(trak, b"edts")?, b"elst")?;
     let version = *elst.first()?;
+    if version > 1 {
+        return None;
+    }
     let count = u32_at(elst, 4)? as usize;
     let entry = if version == 1 { 20 } else { 12 };
     // empty edits (media time -1) delay the track; the first real one says where it starts
@@ -129,7 +148,11 @@ fn audio_edit(moov: &[u8]) -> Option<(u64, u32)> {
         })
     });
     let start = media_times.find(|&t| t != -1)?;
-    (start > 0 && timescale > 0).then_some((start as u64, timescale))
+    (start > 0 && timescale > 0).then_some(Edit {
+        track,
+        media_time: start as u64,
+        timescale,
+    })
 }
 
 #[cfg(test)]
@@ -143,7 +166,10 @@ mod tests {
         b
     }
 
-    fn track(handler: &[u8], media_times: &[i32]) -> Vec<u8> {
+    fn track(id: u32, handler: &[u8], media_times: &[i32]) -> Vec<u8> {
+        let mut tkhd = vec![0u8; 12];
+        tkhd.extend_from_slice(&id.to_be_bytes());
+        tkhd.extend_from_slice(&[0u8; 68]);
         let mut hdlr = vec![0u8; 8];
         hdlr.extend_from_slice(handler);
         hdlr.extend_from_slice(&[0u8; 12]);
@@ -161,20 +187,41 @@ mod tests {
         let edts = mp4_box(b"elst", &elst);
         mp4_box(
             b"trak",
-            &[mp4_box(b"edts", &edts), mp4_box(b"mdia", &mdia)].concat(),
+            &[
+                mp4_box(b"tkhd", &tkhd),
+                mp4_box(b"edts", &edts),
+                mp4_box(b"mdia", &mdia),
+            ]
+            .concat(),
         )
+    }
+
+    fn edits(moov: &[u8]) -> Vec<Edit> {
+        boxes(moov)
+            .filter(|(t, _)| *t == b"trak")
+            .filter_map(|(_, trak)| audio_edit(trak))
+            .collect()
     }
 
     #[test]
     fn the_audio_tracks_first_real_edit_gives_the_priming() {
-        let moov = [track(b"vide", &[512]), track(b"soun", &[-1, 2112])].concat();
-        assert_eq!(audio_edit(&moov), Some((2112, 44_100)));
-        assert_eq!(audio_edit(&track(b"soun", &[0])), None);
-        assert_eq!(audio_edit(&track(b"vide", &[1024])), None);
+        let moov = [
+            track(1, b"vide", &[512]),
+            track(2, b"soun", &[-1, 2112]),
+            track(3, b"soun", &[1024]),
+        ]
+        .concat();
+        let edit = |track, media_time| Edit {
+            track,
+            media_time,
+            timescale: 44_100,
+        };
+        assert_eq!(edits(&moov), vec![edit(2, 2112), edit(3, 1024)]);
+        assert_eq!(edits(&track(1, b"soun", &[0])), vec![]);
         // cut short anywhere: no edit, no panic
-        let whole = track(b"soun", &[1024]);
+        let whole = track(1, b"soun", &[1024]);
         for n in 0..whole.len() {
-            let _ = audio_edit(&whole[..n]);
+            let _ = edits(&whole[..n]);
         }
     }
 }

@@ -32,7 +32,8 @@ impl Channel {
         let sample = predicted.clamp(-32768, 32767);
         self.s2 = self.s1;
         self.s1 = sample;
-        self.delta = ((ADAPT[nibble as usize] * self.delta) >> 8).max(16);
+        // libsndfile keeps the delta in 16 bits (wrapping, then raised to the floor of 16)
+        self.delta = (((ADAPT[nibble as usize] * self.delta) >> 8) as i16 as i32).max(16);
         sample
     }
 }
@@ -147,6 +148,30 @@ mod tests {
         // (-3220 - 1040) = -4260; >> 8 = -17 (a division by 256 gives -16)
         assert_eq!(s.expand(0), -17);
         assert_eq!(s.delta, 89);
+    }
+
+    #[test]
+    fn the_delta_wraps_in_16_bits_as_libsndfile_keeps_it() {
+        // a full-scale alternating signal: the delta grows by 768/256 per nibble 8
+        let mut s = Channel {
+            c1: 256,
+            c2: 0,
+            delta: 16,
+            s1: 0,
+            s2: 0,
+        };
+        for _ in 0..40 {
+            s.expand(0x8);
+            assert!((16..=32767).contains(&s.delta), "{}", s.delta);
+        }
+        // 16 * 3^7 = 34992 wraps to -30544 in 16 bits, raised to 16
+        let mut s = Channel { delta: 16, ..s };
+        for _ in 0..6 {
+            s.expand(0x8);
+        }
+        assert_eq!(s.delta, 16 * 3i32.pow(6));
+        s.expand(0x8);
+        assert_eq!(s.delta, 16);
     }
 
     #[test]

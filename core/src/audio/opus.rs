@@ -31,6 +31,16 @@ pub struct OpusStream {
 // or global state; moving it to another thread is as safe as moving a `Box`.
 unsafe impl Send for OpusStream {}
 
+/// MP4's `dOps` box (as symphonia passes it: behind the `OpusHead` magic) rewritten as an
+/// `OpusHead` packet: the same fields, but pre-skip, input rate and gain big-endian there.
+pub(crate) fn dops_to_opus_head(head: &mut [u8]) {
+    if head.len() >= 19 && &head[..8] == b"OpusHead" {
+        head[10..12].reverse();
+        head[12..16].reverse();
+        head[16..18].reverse();
+    }
+}
+
 impl OpusStream {
     /// A decoder for the stream whose `OpusHead` packet is `head` (the track's extra data).
     pub fn new(head: &[u8]) -> Result<Self, String> {

@@ -113,7 +113,8 @@ impl MediaSource for SourceView {
 }
 
 /// Where a FLAC file's audio data ends when tags follow it: an ID3v1 tag (`TAG`, the last 128
-/// bytes) and/or an APEv2 tag (its 32-byte `APETAGEX` footer before that). `None`: no such
+/// bytes) and/or an APEv2 tag (its 32-byte `APETAGEX` footer before that). The file may open
+/// with an ID3v2 tag, as MP3 taggers write one. `None`: no such
 /// tag (or a source that cannot seek). `source` is left at its start.
 pub(crate) fn flac_tags_start(source: &mut dyn MediaSource) -> Option<u64> {
     if !source.is_seekable() {
@@ -123,22 +124,35 @@ pub(crate) fn flac_tags_start(source: &mut dyn MediaSource) -> Option<u64> {
     let mut at = |pos: u64, buf: &mut [u8]| -> bool {
         source.seek(SeekFrom::Start(pos)).is_ok() && source.read_exact(buf).is_ok()
     };
+    // `fLaC` first, or after an ID3v2 tag (10-byte header, synchsafe size, optional footer)
+    let mut head = [0u8; 10];
+    let mut start = 0u64;
+    if at(0, &mut head) && &head[..3] == b"ID3" {
+        let size = head[6..10]
+            .iter()
+            .fold(0u64, |n, &b| (n << 7) | u64::from(b & 0x7f));
+        start = 10 + size + if head[5] & 0x10 != 0 { 10 } else { 0 };
+    }
     let mut magic = [0u8; 4];
-    if !at(0, &mut magic) || &magic != b"fLaC" {
+    if !at(start, &mut magic) || &magic != b"fLaC" {
         let _ = source.seek(SeekFrom::Start(0));
         return None;
     }
+    let floor = start + 4;
     let mut end = len;
+    let mut footer = [0u8; 32];
+    let ape_last = end >= floor + 32 && at(end - 32, &mut footer) && &footer[..8] == b"APETAGEX";
+    // ID3v1 goes last, after an APEv2 tag; with the APE footer last there is none (and `TAG`
+    // 128 bytes from the end would be inside the APE tag)
     let mut id3 = [0u8; 3];
-    if end >= 128 + 4 && at(end - 128, &mut id3) && &id3 == b"TAG" {
+    if !ape_last && end >= floor + 128 && at(end - 128, &mut id3) && &id3 == b"TAG" {
         end -= 128;
     }
-    let mut footer = [0u8; 32];
-    if end >= 32 + 4 && at(end - 32, &mut footer) && &footer[..8] == b"APETAGEX" {
+    if end >= floor + 32 && at(end - 32, &mut footer) && &footer[..8] == b"APETAGEX" {
         let size = u32::from_le_bytes(footer[12..16].try_into().unwrap_or_default()) as u64;
         let flags = u32::from_le_bytes(footer[20..24].try_into().unwrap_or_default());
         let header = if flags & 0x8000_0000 != 0 { 32 } else { 0 };
-        if size >= 32 && size + header + 4 <= end {
+        if size >= 32 && size + header + floor <= end {
             end -= size + header;
         }
     }

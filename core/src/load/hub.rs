@@ -68,6 +68,13 @@ fn expand(path: &Path) -> PathBuf {
 /// neither starting with `.`), not as a path.
 fn model_id(path: &Path) -> Option<(&str, &str)> {
     let text = path.to_str()?;
+    // a model file's name (`runs/model.safetensors`) is a missing path, not an id
+    let model_file = [".safetensors", ".bin", ".pt", ".pth", ".json"]
+        .iter()
+        .any(|ext| text.ends_with(ext));
+    if model_file {
+        return None;
+    }
     let (owner, name) = text.split_once('/')?;
     // (the hub refuses `--` in names: the cache folder joins owner and name with it)
     let part = |s: &str| {
@@ -91,7 +98,7 @@ pub fn resolve(path: &Path) -> Option<Result<PathBuf>> {
         return Some(Err(MertError::format(
             path,
             format!(
-                "no such file or folder, and no Hugging Face cache folder to look for the model `{id}` in (HF_HUB_CACHE, HF_HOME and HOME are unset)"
+                "no such file or folder, and no Hugging Face cache folder to look for the model `{id}` in (HF_HUB_CACHE, HF_HOME, XDG_CACHE_HOME and HOME are unset or empty)"
             ),
         )));
     };
@@ -99,7 +106,13 @@ pub fn resolve(path: &Path) -> Option<Result<PathBuf>> {
     let snapshots = repo.join("snapshots");
     let fail = |why: String| Some(Err(MertError::format(path, why)));
     // `refs/main` names the revision; it must be there (no silent fallback to another one)
-    if let Ok(text) = std::fs::read_to_string(repo.join("refs").join("main")) {
+    let refs_main = repo.join("refs").join("main");
+    let text = match std::fs::read_to_string(&refs_main) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return fail(format!("{}: cannot read ({e})", refs_main.display())),
+    };
+    if let Some(text) = text {
         let rev = text.trim();
         let plain = !rev.is_empty()
             && rev
@@ -109,7 +122,7 @@ pub fn resolve(path: &Path) -> Option<Result<PathBuf>> {
         if !plain {
             return fail(format!(
                 "{}: `{}` is not a revision name",
-                repo.join("refs").join("main").display(),
+                refs_main.display(),
                 rev.escape_debug()
             ));
         }
@@ -201,6 +214,7 @@ mod tests {
             "a b/c",
             ".hidden/x",
             "o--x/m",
+            "runs/model.safetensors",
         ] {
             assert_eq!(model_id(Path::new(path)), None, "{path}");
         }
