@@ -269,13 +269,19 @@ fn a_source_that_cannot_seek_decodes() {
     }
 }
 
-/// Microsoft ADPCM WAV decodes as libsndfile decodes it (`tests/reference/gen_adpcm.py`):
-/// the predictor rounds down, as Microsoft's codec does (symphonia's rounds toward zero).
+/// Microsoft and IMA ADPCM WAV decode as libsndfile decodes them
+/// (`tests/reference/gen_adpcm.py`): the MS predictor rounds down, as Microsoft's codec does,
+/// and the IMA difference is built by shifts (symphonia rounds both otherwise).
 #[test]
-fn ms_adpcm_decodes_as_libsndfile_does() {
+fn adpcm_decodes_as_libsndfile_does() {
     let path = dir().join("adpcm_reference.safetensors");
     let (reference, _) = read_safetensors(&std::fs::read(&path).unwrap(), "adpcm").unwrap();
-    for name in ["ms_adpcm_22050_mono.wav", "ms_adpcm_44100_stereo.wav"] {
+    for name in [
+        "ms_adpcm_22050_mono.wav",
+        "ms_adpcm_44100_stereo.wav",
+        "ima_adpcm_22050_mono.wav",
+        "ima_adpcm_44100_stereo.wav",
+    ] {
         let ours = decode_file(&dir().join(name)).unwrap();
         let want = &reference.get(&format!("{name}.decoded")).unwrap().data;
         assert_eq!(ours.samples.len(), want.len(), "{name}");

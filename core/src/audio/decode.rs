@@ -250,6 +250,7 @@ enum Decoder {
     Symphonia(Box<dyn symphonia::core::codecs::audio::AudioDecoder>),
     Opus(super::opus::OpusStream),
     MsAdpcm(super::ms_adpcm::MsAdpcm),
+    ImaAdpcm(super::ima_adpcm::ImaAdpcm),
 }
 
 /// A decoder that hands out mono audio one packet at a time, so long files never sit in memory.
@@ -367,7 +368,13 @@ impl AudioStream {
         let stated_frames = track
             .num_frames
             .filter(|&n| n > 0 && exact && !placeholder_length);
-        use symphonia::core::codecs::audio::well_known::{CODEC_ID_ADPCM_MS, CODEC_ID_OPUS};
+        use symphonia::core::codecs::audio::well_known::{
+            CODEC_ID_ADPCM_IMA_WAV, CODEC_ID_ADPCM_MS, CODEC_ID_OPUS,
+        };
+        let block_shape = || {
+            let channels = params.channels.as_ref().map_or(0, |c| c.count());
+            (channels, params.frames_per_block.unwrap_or(0) as usize)
+        };
         let mp4 = format.format_info().short_name == "isomp4";
         let decoder = if params.codec == CODEC_ID_OPUS {
             let mut head = params.extra_data.as_deref().unwrap_or_default().to_vec();
@@ -378,9 +385,11 @@ impl AudioStream {
             }
             Decoder::Opus(super::opus::OpusStream::new(&head).map_err(fail)?)
         } else if params.codec == CODEC_ID_ADPCM_MS {
-            let channels = params.channels.as_ref().map_or(0, |c| c.count());
-            let frames = params.frames_per_block.unwrap_or(0) as usize;
+            let (channels, frames) = block_shape();
             Decoder::MsAdpcm(super::ms_adpcm::MsAdpcm::new(channels, frames).map_err(fail)?)
+        } else if params.codec == CODEC_ID_ADPCM_IMA_WAV {
+            let (channels, frames) = block_shape();
+            Decoder::ImaAdpcm(super::ima_adpcm::ImaAdpcm::new(channels, frames).map_err(fail)?)
         } else {
             Decoder::Symphonia(
                 symphonia::default::get_codecs()
@@ -504,6 +513,16 @@ impl AudioStream {
                     (48_000, channels)
                 }
                 Decoder::MsAdpcm(adpcm) => {
+                    let channels = adpcm.channels();
+                    let Some(samples) = adpcm.decode(&packet.data) else {
+                        self.bad_packets += 1;
+                        continue;
+                    };
+                    self.interleaved.clear();
+                    self.interleaved.extend_from_slice(samples);
+                    (self.sample_rate, channels)
+                }
+                Decoder::ImaAdpcm(adpcm) => {
                     let channels = adpcm.channels();
                     let Some(samples) = adpcm.decode(&packet.data) else {
                         self.bad_packets += 1;
