@@ -11,6 +11,8 @@ Writes into tests/fixtures/audio/:
   opus_22050_6ch.opus        wav_f32_22050_6ch.wav through opusenc (96 kbit/s: 6 channels, so
                              channel mapping family 1, four streams of which two coupled)
   opus_48000_stereo.webm     gen_audio.py's opus_48000_stereo.opus remuxed by mkvmerge (WebM)
+  opus_48000_stereo.mp4      gen_audio.py's opus_48000_stereo.opus remuxed by ffmpeg 5.1 (MP4:
+                             `dOps` big-endian, the pre-skip also in the edit list)
   opus_24000_mono.mka        opus_24000_mono.opus remuxed by mkvmerge (Matroska; the container
                              records the input's 24 kHz, the stream decodes at 48 kHz). The same
                              packets as the Ogg files, so their reference is the Ogg one (Matroska
@@ -20,7 +22,7 @@ Writes into tests/fixtures/audio/:
                              pre-skip and end trim from the granule positions, header gain
                              applied), downmixed to mono by the channel mean in float64.
 
-Needs opus-tools and mkvtoolnix from apt (opusenc/opusdec 0.2 with libopus 1.3.1, mkvmerge
+Needs opus-tools, mkvtoolnix and ffmpeg from apt (opusenc/opusdec 0.2 with libopus 1.3.1, mkvmerge
 v74 with `--engage no_variable_data` for reproducible files) and the reference venv
 (numpy, soundfile, safetensors). opusenc runs with a fixed serial, so reruns give identical
 bytes (`--check` compares them with the committed files).
@@ -125,9 +127,14 @@ def build(tmp):
         subprocess.run(["mkvmerge", "-q", "--engage", "no_variable_data"]
                        + (["--webm"] if out.endswith(".webm") else [])
                        + ["-o", os.path.join(tmp, out), source], check=True)
+    # MP4 (ffmpeg's muxer, stream copy): the OpusHead fields move into a big-endian `dOps` box
+    # and the pre-skip is repeated as the edit list's media time
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", os.path.join(AUDIO, "opus_48000_stereo.opus"),
+                    "-c:a", "copy", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact",
+                    "-f", "mp4", os.path.join(tmp, "opus_48000_stereo.mp4")], check=True)
     return [n for n, _, _ in ENCODED] + ["opus_24000_mono_gain.opus", "opus_24000_mono_empty.opus",
                                          "opus_48000_stereo.webm",
-                                         "opus_24000_mono.mka"]
+                                         "opus_24000_mono.mka", "opus_48000_stereo.mp4"]
 
 
 def main():
