@@ -246,6 +246,26 @@ fn chained_and_damaged_opus() {
     assert!(err.contains("bad.opus") && err.contains("damaged"), "{err}");
 }
 
+/// Formats no reader here handles are named in the refusal (not "no suitable format reader").
+#[test]
+fn unsupported_formats_are_named() {
+    let asf = [
+        0x30, 0x26, 0xB2, 0x75, 0x8E, 0x66, 0xCF, 0x11, 0xA6, 0xD9, 0x00, 0xAA, 0x00, 0x62, 0xCE,
+        0x6C,
+    ];
+    for (head, ext, needle) in [
+        (&asf[..], "wma", "Windows Media"),
+        (&[0x0B, 0x77, 0x12, 0x34][..], "ac3", "AC-3"),
+        (&b"wvpk"[..], "wv", "WavPack"),
+    ] {
+        let bytes = [head, &[0u8; 200][..]].concat();
+        let e = mert_core::audio::decode_bytes(bytes, Some(ext), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle) && e.contains("not supported"), "{e}");
+    }
+}
+
 /// A source that cannot seek (a socket, a pipe wrapped by an app) decodes as a stream, the
 /// same samples as the file.
 #[test]

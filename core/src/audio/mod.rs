@@ -2,6 +2,7 @@
 //! model's rate, normalise.
 
 pub mod decode;
+mod header;
 mod ima_adpcm;
 mod mp4_edit;
 mod ms_adpcm;
