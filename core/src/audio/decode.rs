@@ -137,7 +137,8 @@ pub fn decode_bytes(bytes: Vec<u8>, extension: Option<&str>, name: &str) -> Resu
 /// Magnitude under which a decoded sample is taken as exact silence (-400 dBFS).
 const SILENT: f32 = 1e-20;
 
-/// symphonia's decoder for the track's codec, or the kit's for Opus (which symphonia lacks).
+/// symphonia's decoder for the track's codec, or the kit's: Opus (which symphonia lacks) and
+/// the ADPCM codecs (whose symphonia decoders round differently from libsndfile).
 enum Decoder {
     Symphonia(Box<dyn symphonia::core::codecs::audio::AudioDecoder>),
     Opus(super::opus::OpusStream),

@@ -133,7 +133,7 @@ pub fn run(args: LabelsArgs, quiet: bool) -> Result<()> {
             let model_frames = MertConfig::mert_v1_95m().frames_for(samples);
             if model_frames == 0 {
                 bail!(
-                    "too short: {samples} samples at {} Hz, the model needs at least 400 for one frame",
+                    "too short: {samples} samples at {} Hz; the labels are made per model frame, and one needs at least 400",
                     config.sample_rate
                 );
             }
