@@ -142,8 +142,7 @@ const SILENT: f32 = 1e-20;
 enum Decoder {
     Symphonia(Box<dyn symphonia::core::codecs::audio::AudioDecoder>),
     Opus(super::opus::OpusStream),
-    MsAdpcm(super::ms_adpcm::MsAdpcm),
-    ImaAdpcm(super::ima_adpcm::ImaAdpcm),
+    Adpcm(super::adpcm::Adpcm),
 }
 
 /// A decoder that hands out mono audio one packet at a time, so long files never sit in memory.
@@ -279,10 +278,12 @@ impl AudioStream {
             Decoder::Opus(super::opus::OpusStream::new(&head).map_err(fail)?)
         } else if params.codec == CODEC_ID_ADPCM_MS {
             let (channels, frames) = block_shape();
-            Decoder::MsAdpcm(super::ms_adpcm::MsAdpcm::new(channels, frames).map_err(fail)?)
+            let codec = super::ms_adpcm::MsAdpcm::new(channels, frames).map_err(fail)?;
+            Decoder::Adpcm(super::adpcm::Adpcm::new(codec))
         } else if params.codec == CODEC_ID_ADPCM_IMA_WAV {
             let (channels, frames) = block_shape();
-            Decoder::ImaAdpcm(super::ima_adpcm::ImaAdpcm::new(channels, frames).map_err(fail)?)
+            let codec = super::ima_adpcm::ImaAdpcm::new(channels, frames).map_err(fail)?;
+            Decoder::Adpcm(super::adpcm::Adpcm::new(codec))
         } else {
             Decoder::Symphonia(
                 symphonia::default::get_codecs()
@@ -405,17 +406,7 @@ impl AudioStream {
                     self.interleaved.extend_from_slice(samples);
                     (48_000, channels)
                 }
-                Decoder::MsAdpcm(adpcm) => {
-                    let channels = adpcm.channels();
-                    let Some(samples) = adpcm.decode(&packet.data) else {
-                        self.bad_packets += 1;
-                        continue;
-                    };
-                    self.interleaved.clear();
-                    self.interleaved.extend_from_slice(samples);
-                    (self.sample_rate, channels)
-                }
-                Decoder::ImaAdpcm(adpcm) => {
+                Decoder::Adpcm(adpcm) => {
                     let channels = adpcm.channels();
                     let Some(samples) = adpcm.decode(&packet.data) else {
                         self.bad_packets += 1;

@@ -2,6 +2,8 @@
 //! the difference is built by shifts and adds (`step>>3`, `+step>>2`, `+step>>1`, `+step`).
 //! symphonia 0.6.1 computes `((2n+1)·step)>>3`, which rounds differently (about -60 dB off).
 
+use super::adpcm::BlockCodec;
+
 const INDEX_ADJUST: [i32; 16] = [-1, -1, -1, -1, 2, 4, 6, 8, -1, -1, -1, -1, 2, 4, 6, 8];
 const STEPS: [i32; 89] = [
     7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 19, 21, 23, 25, 28, 31, 34, 37, 41, 45, 50, 55, 60, 66,
@@ -14,7 +16,6 @@ const STEPS: [i32; 89] = [
 pub(crate) struct ImaAdpcm {
     channels: usize,
     frames_per_block: usize,
-    out: Vec<f32>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -63,11 +64,12 @@ impl ImaAdpcm {
         Ok(Self {
             channels,
             frames_per_block,
-            out: Vec::new(),
         })
     }
+}
 
-    pub(crate) fn channels(&self) -> usize {
+impl BlockCodec for ImaAdpcm {
+    fn channels(&self) -> usize {
         self.channels
     }
 
@@ -76,21 +78,8 @@ impl ImaAdpcm {
         4 * self.channels + (self.frames_per_block - 1) * self.channels / 2
     }
 
-    /// Decode a packet of whole blocks to interleaved samples; `None` when it is not whole
-    /// blocks or a header's step index is beyond the table.
-    pub(crate) fn decode(&mut self, packet: &[u8]) -> Option<&[f32]> {
-        let size = self.block_bytes();
-        if packet.is_empty() || !packet.len().is_multiple_of(size) {
-            return None;
-        }
-        self.out.clear();
-        for block in packet.chunks_exact(size) {
-            self.block(block)?;
-        }
-        Some(&self.out)
-    }
-
-    fn block(&mut self, b: &[u8]) -> Option<()> {
+    /// `None` when a header's step index is beyond the table.
+    fn block(&self, b: &[u8], out: &mut Vec<f32>) -> Option<()> {
         let ch = self.channels;
         let mut state = [Channel::default(); 8];
         for (c, s) in state.iter_mut().enumerate().take(ch) {
@@ -101,10 +90,10 @@ impl ImaAdpcm {
             }
         }
         let frames = self.frames_per_block;
-        let start = self.out.len();
-        self.out.resize(start + frames * ch, 0.0);
+        let start = out.len();
+        out.resize(start + frames * ch, 0.0);
         let scale = 1.0 / 32768.0;
-        for (slot, s) in self.out[start..start + ch].iter_mut().zip(&state) {
+        for (slot, s) in out[start..start + ch].iter_mut().zip(&state) {
             *slot = s.sample as f32 * scale;
         }
         // per channel in turn, 4 bytes (8 samples, low nibble first) at a time
@@ -116,7 +105,7 @@ impl ImaAdpcm {
             for (i, &byte) in group.iter().enumerate() {
                 for (k, nibble) in [byte & 0x0f, byte >> 4].into_iter().enumerate() {
                     let t = first + 2 * i + k;
-                    self.out[start + t * ch + c] = state[c].expand(nibble) as f32 * scale;
+                    out[start + t * ch + c] = state[c].expand(nibble) as f32 * scale;
                 }
             }
         }
@@ -140,8 +129,9 @@ mod tests {
 
     #[test]
     fn stereo_groups_interleave_and_bad_blocks_are_refused() {
-        let mut d = ImaAdpcm::new(2, 9).unwrap();
-        assert_eq!(d.block_bytes(), 16);
+        let codec = ImaAdpcm::new(2, 9).unwrap();
+        assert_eq!(codec.block_bytes(), 16);
+        let mut d = super::super::adpcm::Adpcm::new(codec);
         let mut block = [0u8; 16];
         block[0..2].copy_from_slice(&100i16.to_le_bytes());
         block[4..6].copy_from_slice(&(-100i16).to_le_bytes());

@@ -1,6 +1,7 @@
 //! Audio in: decode (symphonia), downmix, resample (windowed sinc, as torchaudio) to the
 //! model's rate, normalise.
 
+mod adpcm;
 pub mod decode;
 mod header;
 mod ima_adpcm;

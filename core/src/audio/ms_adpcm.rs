@@ -3,6 +3,8 @@
 //! divides by 256 instead (rounding toward zero), which drifts from what the encoder assumed
 //! over each block: its decode of a libsndfile-written file was only 20 dB from libsndfile's.
 
+use super::adpcm::BlockCodec;
+
 /// The standard predictor coefficient pairs (every encoder writes these seven).
 const COEF1: [i32; 7] = [256, 512, 0, 192, 240, 460, 392];
 const COEF2: [i32; 7] = [0, -256, 0, 64, 0, -208, -232];
@@ -13,7 +15,6 @@ const ADAPT: [i32; 16] = [
 pub(crate) struct MsAdpcm {
     channels: usize,
     frames_per_block: usize,
-    out: Vec<f32>,
 }
 
 #[derive(Clone, Copy)]
@@ -54,34 +55,22 @@ impl MsAdpcm {
         Ok(Self {
             channels,
             frames_per_block,
-            out: Vec::new(),
         })
     }
+}
 
-    pub(crate) fn channels(&self) -> usize {
+impl BlockCodec for MsAdpcm {
+    fn channels(&self) -> usize {
         self.channels
     }
 
-    /// Bytes in one block: a 7-byte header per channel, then a nibble per remaining sample.
+    /// A 7-byte header per channel, then a nibble per remaining sample.
     fn block_bytes(&self) -> usize {
         7 * self.channels + (self.frames_per_block - 2) * self.channels / 2
     }
 
-    /// Decode a packet of whole blocks to interleaved samples; `None` when the packet is not
-    /// whole blocks or a block names a predictor beyond the seven standard ones.
-    pub(crate) fn decode(&mut self, packet: &[u8]) -> Option<&[f32]> {
-        let size = self.block_bytes();
-        if packet.is_empty() || !packet.len().is_multiple_of(size) {
-            return None;
-        }
-        self.out.clear();
-        for block in packet.chunks_exact(size) {
-            self.block(block)?;
-        }
-        Some(&self.out)
-    }
-
-    fn block(&mut self, b: &[u8]) -> Option<()> {
+    /// `None` when a block names a predictor beyond the seven standard ones.
+    fn block(&self, b: &[u8], out: &mut Vec<f32>) -> Option<()> {
         let ch = self.channels;
         let i16_at = |i: usize| i16::from_le_bytes([b[i], b[i + 1]]) as i32;
         let mut state = [Channel {
@@ -104,17 +93,17 @@ impl MsAdpcm {
         }
         let scale = 1.0 / 32768.0;
         for s in &state[..ch] {
-            self.out.push(s.s2 as f32 * scale);
+            out.push(s.s2 as f32 * scale);
         }
         for s in &state[..ch] {
-            self.out.push(s.s1 as f32 * scale);
+            out.push(s.s1 as f32 * scale);
         }
         // nibbles, high first, channels interleaved
         let mut c = 0;
         for &byte in &b[7 * ch..] {
             for nibble in [byte >> 4, byte & 0x0f] {
                 let v = state[c].expand(nibble);
-                self.out.push(v as f32 * scale);
+                out.push(v as f32 * scale);
                 c = (c + 1) % ch;
             }
         }
@@ -176,8 +165,9 @@ mod tests {
 
     #[test]
     fn bad_blocks_are_refused_not_decoded() {
-        let mut d = MsAdpcm::new(1, 6).unwrap();
-        assert_eq!(d.block_bytes(), 9);
+        let codec = MsAdpcm::new(1, 6).unwrap();
+        assert_eq!(codec.block_bytes(), 9);
+        let mut d = super::super::adpcm::Adpcm::new(codec);
         assert!(d.decode(&[0u8; 8]).is_none());
         let mut block = [0u8; 9];
         block[0] = 7;

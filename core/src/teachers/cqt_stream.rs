@@ -50,16 +50,7 @@ impl CqtStream<'_> {
         // signal, which decides the last frame, cannot fall inside it).
         while (self.next + BLOCK - 1) * hop + width <= self.seen + half {
             let t1 = self.next + BLOCK;
-            out.extend(self.cqt.block_of(
-                &self.buf,
-                self.base,
-                self.seen,
-                self.next,
-                t1,
-                self.threads,
-            ));
-            self.next = t1;
-            self.drop_consumed();
+            self.emit(t1, &mut out);
         }
         Ok(out)
     }
@@ -74,18 +65,20 @@ impl CqtStream<'_> {
             Vec::with_capacity((frames - self.next.min(frames)) * self.cqt.config().n_bins);
         while self.next < frames {
             let t1 = (self.next + BLOCK).min(frames);
-            out.extend(self.cqt.block_of(
-                &self.buf,
-                self.base,
-                self.seen,
-                self.next,
-                t1,
-                self.threads,
-            ));
-            self.next = t1;
-            self.drop_consumed();
+            self.emit(t1, &mut out);
         }
         Ok(out)
+    }
+
+    /// Rows up to frame `t1` appended to `out`, then the samples no later block reads dropped.
+    fn emit(&mut self, t1: usize, out: &mut Vec<f32>) {
+        let (buf, base, seen) = (&self.buf, self.base, self.seen);
+        out.extend(
+            self.cqt
+                .block_of(buf, base, seen, self.next, t1, self.threads),
+        );
+        self.next = t1;
+        self.drop_consumed();
     }
 
     /// Forget the samples before the next block's first window.

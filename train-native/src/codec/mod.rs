@@ -18,7 +18,9 @@ use mert_core::teachers::codec::train::CodecModel;
 
 use crate::backend::Backend;
 use crate::output::write_atomic;
-use crate::pretrain::checkpoint::{RunState, ensure_empty_or_resume, list, resume_checks};
+use crate::pretrain::checkpoint::{
+    RunState, ensure_empty_or_resume, list, resume_checks, resumed_config,
+};
 use crate::pretrain::data::{CacheMeta, Crop, prepare_with, require_inputs};
 use checkpoint::{CODEC_FILE, Trainer};
 use config::CodecRunConfig;
@@ -119,13 +121,7 @@ pub fn train_codec(
             let optim = train::optimizer(&config)
                 .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
                 .map_err(|e| anyhow::anyhow!("{}: optimizer state: {e:?}", dir.display()))?;
-            if !changed.is_empty() {
-                on_note(&format!(
-                    "resuming with a config that changes the run's config.toml: {}",
-                    changed.join(", ")
-                ));
-            }
-            write_atomic(&out.join("config.toml"), toml_text.as_bytes())?;
+            resumed_config(out, &changed, &toml_text, &mut on_note)?;
             on_note(&format!(
                 "resuming from {} (step {})",
                 dir.display(),

@@ -313,6 +313,23 @@ pub fn resume_checks(
         .collect())
 }
 
+/// Once a resumed run's checkpoint has loaded: name what the new config changes, and write
+/// it as the run's `config.toml`.
+pub fn resumed_config(
+    run: &Path,
+    changed: &[String],
+    toml_text: &str,
+    on_note: &mut dyn FnMut(&str),
+) -> Result<()> {
+    if !changed.is_empty() {
+        on_note(&format!(
+            "resuming with a config that changes the run's config.toml: {}",
+            changed.join(", ")
+        ));
+    }
+    crate::output::write_atomic(&run.join("config.toml"), toml_text.as_bytes())
+}
+
 pub fn ensure_empty_or_resume(run: &Path, resume: bool) -> Result<Option<PathBuf>> {
     let latest = list(run)?.pop();
     match (resume, latest) {

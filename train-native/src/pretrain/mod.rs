@@ -191,13 +191,7 @@ pub fn pretrain(
             let optim = train::optimizer(&config)
                 .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
                 .map_err(|e| anyhow::anyhow!("{}: optimizer state: {e:?}", dir.display()))?;
-            if !changed.is_empty() {
-                on_note(&format!(
-                    "resuming with a config that changes the run's config.toml: {}",
-                    changed.join(", ")
-                ));
-            }
-            write_atomic(&out.join("config.toml"), toml_text.as_bytes())?;
+            checkpoint::resumed_config(out, &changed, &toml_text, &mut on_note)?;
             on_note(&format!(
                 "resuming from {} (step {})",
                 dir.display(),
