@@ -143,6 +143,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// fsync a finished temp file and rename it to `path`; on failure the temp file is removed
+/// (its owner's `Drop` no longer sees it).
+fn commit(file: std::fs::File, tmp: &Path, path: &Path) -> Result<()> {
+    let done = file.sync_all().and_then(|_| std::fs::rename(tmp, path));
+    if done.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    done.with_context(|| format!("{}: cannot write", path.display()))
+}
+
 /// The output array formats, chosen by file extension (or `--format` for a folder of outputs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ArrayFormat {
@@ -298,14 +308,7 @@ impl ArrayFileSink {
     /// fsync and rename into place.
     pub fn finish(mut self) -> Result<()> {
         let file = self.file.take().context("no frames were written")?;
-        let done = file
-            .sync_all()
-            .and_then(|_| std::fs::rename(&self.tmp, &self.path));
-        if done.is_err() {
-            // `Drop` no longer sees the file: leave nothing behind here either
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-        done.with_context(|| format!("{}: cannot write", self.path.display()))
+        commit(file, &self.tmp, &self.path)
     }
 
     fn header(&self, shape: &[usize]) -> Result<Vec<u8>> {
@@ -486,13 +489,7 @@ impl TensorFileWriter {
             );
         }
         let file = self.file.take().context("the output is closed")?;
-        let done = file
-            .sync_all()
-            .and_then(|_| std::fs::rename(&self.tmp, &self.path));
-        if done.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-        done.with_context(|| format!("{}: cannot write", self.path.display()))
+        commit(file, &self.tmp, &self.path)
     }
 }
 

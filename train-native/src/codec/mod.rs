@@ -19,7 +19,7 @@ use mert_core::teachers::codec::train::CodecModel;
 use crate::backend::Backend;
 use crate::output::write_atomic;
 use crate::pretrain::checkpoint::{
-    RunState, ensure_empty_or_resume, list, resume_checks, resumed_config,
+    RunState, ensure_empty_or_resume, list, resumed_config, start_config,
 };
 use crate::pretrain::data::{CacheMeta, Crop, prepare_with, require_inputs};
 use checkpoint::{CODEC_FILE, Trainer};
@@ -59,17 +59,13 @@ pub fn train_codec(
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let latest = ensure_empty_or_resume(out, resume)?;
     let toml_text = config.to_toml()?;
-    let changed = resume_checks(
+    let changed = start_config(
         out,
         latest.as_deref(),
         config.train.max_steps,
         config_path,
         &toml_text,
     )?;
-    // a resumed run's config.toml is rewritten once its checkpoint has loaded
-    if latest.is_none() {
-        write_atomic(&out.join("config.toml"), toml_text.as_bytes())?;
-    }
     let device = backend.device()?.autodiff();
     device.seed(config.train.seed);
 

@@ -253,10 +253,12 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// Before a resumed run touches its folder: refuse a checkpoint past `max_steps` (the run's
-/// files would be rewritten as a shorter run's), and list what the new config changes in the
-/// run's `config.toml` (`section.key` names) so that a changed `[data]` is not silent.
-pub fn resume_checks(
+/// A new run writes its `config.toml` now. A resumed one, before it touches its folder:
+/// refuse a checkpoint past `max_steps` (the run's files would be rewritten as a shorter
+/// run's), and list what the new config changes in the run's `config.toml` (`section.key`
+/// names) so that a changed `[data]` is not silent; [`resumed_config`] writes it once the
+/// checkpoint has loaded.
+pub fn start_config(
     run: &Path,
     latest: Option<&Path>,
     max_steps: u64,
@@ -264,6 +266,7 @@ pub fn resume_checks(
     new_toml: &str,
 ) -> Result<Vec<String>> {
     let Some(dir) = latest else {
+        crate::output::write_atomic(&run.join("config.toml"), new_toml.as_bytes())?;
         return Ok(Vec::new());
     };
     let state_path = dir.join("state.json");

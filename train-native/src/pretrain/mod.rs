@@ -126,17 +126,13 @@ pub fn pretrain(
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let latest = checkpoint::ensure_empty_or_resume(out, resume)?;
     let toml_text = config.to_toml()?;
-    let changed = checkpoint::resume_checks(
+    let changed = checkpoint::start_config(
         out,
         latest.as_deref(),
         config.train.max_steps,
         config_path,
         &toml_text,
     )?;
-    // a resumed run's config.toml is rewritten once its checkpoint has loaded
-    if latest.is_none() {
-        write_atomic(&out.join("config.toml"), toml_text.as_bytes())?;
-    }
 
     let device = devices[0].clone();
     device.seed(config.train.seed);
